@@ -1,0 +1,39 @@
+# Two commands a new user needs: `make demo` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CSV    ?= examples/transactions.csv
+
+.PHONY: install test test-fast lint demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## the whole suite: unit, integration (real broker), end to end
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## unit tests only (no broker, seconds)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## the main job on the bundled sample (CSV=path to use another file)
+demo: $(STAMP)
+	$(BIN)/process-csv $(CSV)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.bench_process_csv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Command-line plumbing shared by the one-shot commands, and `process-csv` itself."""

@@ -1,0 +1,29 @@
+"""Opening the input named on the command line: a path, or `-` for stdin."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from runner.console import CommandError
+
+_BUFFER = 1 << 20
+
+
+class InputError(CommandError):
+    """The input cannot be read: one clear line, exit 2, never a traceback."""
+
+
+@contextlib.contextmanager
+def open_input(path: str) -> Iterator[BinaryIO]:
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = open(path, "rb", buffering=_BUFFER)  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"cannot read {path!r}: {exc.strerror or exc}") from exc
+    with handle:
+        yield handle

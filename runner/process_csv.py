@@ -1,0 +1,88 @@
+"""`process-csv`: the whole ledger in one process, no Kafka.
+
+Streams the file (memory grows with accounts and deposits, never with rows),
+writes the accounts CSV to stdout and reports bad rows on stderr.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Iterable
+from typing import IO
+
+import click
+
+from ledger import Ledger, read_rows, render_csv
+from runner.console import (
+    EXIT_OK,
+    CommandError,
+    ErrorPolicy,
+    RowReporter,
+    buffered_stderr,
+    signals_ignored,
+    signals_raise,
+)
+from runner.inputs import InputError, open_input
+
+
+def apply_rows(lines: Iterable[bytes], ledger: Ledger, reporter: RowReporter) -> None:
+    """The engine loop: parse, apply, report. Shared by every caller that has lines."""
+    apply = ledger.apply
+    rejected = reporter.rejected
+    applied = 0
+    for number, kind, client, tx, amount in read_rows(lines, reporter.malformed):
+        reason = apply(kind, client, tx, amount)
+        if reason is None:
+            applied += 1
+        else:
+            rejected(number, reason, client, tx)
+    reporter.applied += applied
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("path", metavar="PATH|-")
+@click.option(
+    "--on-error",
+    type=click.Choice([p.value for p in ErrorPolicy]),
+    default=ErrorPolicy.SKIP.value,
+    show_default=True,
+    help="skip: report bad rows and go on; abort: stop at the first malformed row "
+    "(exit 1); silent: go on without per-row reports.",
+)
+def cli(path: str, on_error: str) -> None:
+    """Apply the transactions in PATH (or stdin for -) and print the accounts CSV."""
+    # Accounts and deposits hold only ints and bools, so they can never form a
+    # reference cycle; with the cyclic collector on, every collection re-walks
+    # the whole (growing) deposit table, which measured as half of apply time.
+    gc.disable()
+    err = buffered_stderr()
+    reporter = RowReporter(ErrorPolicy(on_error), err)
+    try:
+        with signals_raise(), open_input(path) as lines:
+            ledger = Ledger()
+            apply_rows(lines, ledger, reporter)
+            snapshot = render_csv(ledger.accounts)
+        with signals_ignored():
+            write_all(sys.stdout, snapshot)
+            err.write(reporter.summary() + "\n")
+            err.flush()
+    except InputError as exc:
+        err.write(f"process-csv: {exc}\n")
+        err.flush()
+        sys.exit(exc.exit_code)
+    except CommandError as exc:
+        err.write(f"process-csv: {exc}; no snapshot written\n")
+        err.write(reporter.summary() + "\n")
+        err.flush()
+        sys.exit(exc.exit_code)
+    sys.exit(EXIT_OK)
+
+
+def write_all(stream: IO[str], text: str) -> None:
+    stream.write(text)
+    stream.flush()
+
+
+def main() -> None:
+    cli(prog_name="process-csv")
