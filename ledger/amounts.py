@@ -34,7 +34,9 @@ def parse_amount(raw: bytes) -> int:
     digits = whole + fraction
     if not digits.isdigit():
         raise MalformedRow(f"bad amount {_show(raw)}")
-    units = (int(digits) if len(digits) < _LONG else digits_value(digits)) * _SCALES[fraction_digits]
+    units = (int(digits) if len(digits) < _LONG else digits_value(digits)) * _SCALES[
+        fraction_digits
+    ]
     if units > MAX_UNITS:
         raise MalformedRow(f"amount {_show(raw)} is above 922337203685477.5807")
     return units
@@ -50,7 +52,7 @@ def digits_value(digits: bytes) -> int:
     if len(digits) > _LONG:
         digits = digits.lstrip(b"0") or b"0"
         if len(digits) > _LONG:
-            return 10**_LONG
+            return int(10**_LONG)
     return int(digits)
 
 

@@ -79,7 +79,7 @@ class RowReporter:
 
 def buffered_stderr() -> IO[str]:
     """stderr with a large buffer: per-row reports would otherwise cost a syscall each."""
-    return open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False)  # noqa: SIM115
+    return open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False)
 
 
 @contextlib.contextmanager
