@@ -8,6 +8,7 @@ and lets the caller skip the row, or raises `Aborted`.
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import sys
 from collections import Counter
@@ -43,7 +44,7 @@ class Aborted(CommandError):
 
 class Interrupted(CommandError):
     def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
         self.exit_code = EXIT_SIGNAL_BASE + signum
 
@@ -78,8 +79,31 @@ class RowReporter:
 
 
 def buffered_stderr() -> IO[str]:
-    """stderr with a large buffer: per-row reports would otherwise cost a syscall each."""
-    return open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False)
+    """stderr with a large buffer: per-row reports would otherwise cost a syscall each.
+
+    Where something replaced sys.stderr (a test runner, an embedding program),
+    write to what it put there instead.
+    """
+    if sys.stderr is not sys.__stderr__ or sys.stderr is None:
+        return sys.stderr
+    return open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False)  # noqa: SIM115
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Switch the cyclic garbage collector off inside the block.
+
+    Ledger state holds only ints and bools, so it can never form a reference
+    cycle; with the collector on, every collection re-walks the whole growing
+    deposit table (measured: half of apply time on 1M rows).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager
