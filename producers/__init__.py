@@ -1,0 +1,1 @@
+"""Producers: turn CSV files into messages on the `transactions` topic."""
