@@ -20,7 +20,8 @@ HEADER = "type,client,tx,amount\n"
 def _amount(rng: random.Random) -> str:
     units = rng.randint(1, 5_000_000)  # up to 500.0000
     whole, frac = divmod(units, 10_000)
-    return f"{whole}.{frac:04d}".rstrip("0").rstrip(".") if rng.random() < 0.5 else f"{whole}.{frac:04d}"
+    text = f"{whole}.{frac:04d}"
+    return text.rstrip("0").rstrip(".") if rng.random() < 0.5 else text
 
 
 _GARBAGE = (

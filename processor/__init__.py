@@ -12,7 +12,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from processor.app import app
+        from processor.faust_app import app
 
         return app
     raise AttributeError(f"module 'processor' has no attribute {name!r}")

@@ -45,8 +45,11 @@ class Record(NamedTuple):
 class Outcome:
     """What applying a batch produced; the worker turns it into sends and metrics."""
 
-    account_writes: list[tuple[bytes, bytes]] = field(default_factory=list)
-    deposit_writes: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: (partition, key, value) to store and send to the changelog, one per touched key.
+    account_writes: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    deposit_writes: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    #: Per partition, the offset of the last record applied.
+    last_offsets: dict[int, int] = field(default_factory=dict)
     rejected: list[tuple[Record, dict[str, Any]]] = field(default_factory=list)
     dead: list[tuple[Record, str]] = field(default_factory=list)
     applied: int = 0
@@ -100,18 +103,40 @@ def apply_partition(
         else:
             outcome.reasons[reason] += 1
             outcome.rejected.append(
-                (record, {"client": client, "tx": tx, "type": kind.value,
-                          "reason": reason.value, "line": message.get("line")})
+                (
+                    record,
+                    {
+                        "client": client,
+                        "tx": tx,
+                        "type": kind.value,
+                        "reason": reason.value,
+                        "line": message.get("line"),
+                    },
+                )
             )
     outcome.applied += applied
     if not records:
         return
-    last = records[-1].offset
+    partition, last = records[-1].partition, records[-1].offset
+    outcome.last_offsets[partition] = last
     for client, account, before in account_view.changes(mutable_values=True):
         outcome.account_writes.append(
-            (account_key(client), encode_account(account, last, before))
+            (partition, account_key(client), encode_account(account, last, before))
         )
     for key, deposit, before in deposit_view.changes(mutable_values=False):
         outcome.deposit_writes.append(
-            (_deposit_key_bytes(key), encode_deposit(deposit, last, before))
+            (partition, _deposit_key_bytes(key), encode_deposit(deposit, last, before))
         )
+
+
+def apply_batch(
+    records: Sequence[Record], accounts: Mapping[bytes, bytes], deposits: Mapping[bytes, bytes]
+) -> Outcome:
+    """Apply records from any partitions: each partition's records in their order."""
+    by_partition: dict[int, list[Record]] = {}
+    for record in records:
+        by_partition.setdefault(record.partition, []).append(record)
+    outcome = Outcome()
+    for partition_records in by_partition.values():
+        apply_partition(partition_records, accounts, deposits, outcome)
+    return outcome

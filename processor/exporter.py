@@ -68,7 +68,9 @@ def wait_for_lag_zero(settings: Settings, timeout: float) -> dict[int, int]:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--wait", is_flag=True, help="First wait until the workers have consumed everything.")
-@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds, for --wait.")
+@click.option(
+    "--timeout", type=float, default=300.0, show_default=True, help="Seconds, for --wait."
+)
 @click.option("--bootstrap-servers", help="Overrides KAFKA_BOOTSTRAP_SERVERS.")
 @click.option("--app-id", help="Overrides LEDGER_APP_ID (the worker group).")
 def cli(wait: bool, timeout: float, bootstrap_servers: str | None, app_id: str | None) -> None:

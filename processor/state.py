@@ -46,8 +46,13 @@ def client_of(key: bytes) -> int:
 
 def encode_account(account: Account, offset: int, before: Account | None) -> bytes:
     return orjson.dumps(
-        [account.available, account.held, account.locked, offset,
-         None if before is None else [before.available, before.held, before.locked]]
+        [
+            account.available,
+            account.held,
+            account.locked,
+            offset,
+            None if before is None else [before.available, before.held, before.locked],
+        ]
     )
 
 
@@ -62,8 +67,12 @@ def decode_account(raw: bytes) -> Stored:
 
 def encode_deposit(deposit: Deposit, offset: int, before: Deposit | None) -> bytes:
     return orjson.dumps(
-        [deposit.amount, int(deposit.state), offset,
-         None if before is None else [before.amount, int(before.state)]]
+        [
+            deposit.amount,
+            int(deposit.state),
+            offset,
+            None if before is None else [before.amount, int(before.state)],
+        ]
     )
 
 
