@@ -65,8 +65,9 @@ class LocalBroker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise BrokerUnavailable(f"tansu exited with {self.process.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.5
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
             ):
                 return
             time.sleep(0.05)

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from kafkaio.errors import BrokerUnavailable, KafkaIOError
 
@@ -93,7 +94,7 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
             for message in consumer.consume(10_000, timeout=1.0):
                 error = message.error()
                 if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    ends[message.partition()] = message.offset()
+                    ends[int(message.partition() or 0)] = int(message.offset() or 0)
                 elif error is not None:
                     raise KafkaIOError(f"reading {topic}: {error}")
         return ends

@@ -101,7 +101,7 @@ class BatchWorker:
         offsets = {TP(topic, p): last + 1 for p, last in last_offsets.items()}
         consumer = self.app.consumer
         revoked = [tp for tp in offsets if tp not in consumer.assignment()]
-        ok = not revoked and await consumer._commit(offsets)
+        ok = not revoked and await consumer._commit(offsets)  # type: ignore[attr-defined]
         if not ok:
             # The outcome of the commit is unknown or negative, and the batch's
             # writes are already in the changelog. Writing anything more could
@@ -133,7 +133,7 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
             ]
             await worker.process(records)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def quiet_root_logger() -> None:
         # The worker's start-up leaves the root logger at DEBUG even at -l warn,
         # so hot-path debug calls build records that are thrown away (~10%).

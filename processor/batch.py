@@ -123,9 +123,9 @@ def apply_partition(
         outcome.account_writes.append(
             (partition, account_key(client), encode_account(account, last, before))
         )
-    for key, deposit, before in deposit_view.changes(mutable_values=False):
+    for key, deposit, deposit_before in deposit_view.changes(mutable_values=False):
         outcome.deposit_writes.append(
-            (partition, _deposit_key_bytes(key), encode_deposit(deposit, last, before))
+            (partition, _deposit_key_bytes(key), encode_deposit(deposit, last, deposit_before))
         )
 
 

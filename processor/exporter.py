@@ -67,7 +67,7 @@ def wait_for_lag_zero(settings: Settings, timeout: float) -> dict[int, int]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--wait", is_flag=True, help="First wait until the workers have consumed everything.")
+@click.option("--wait", is_flag=True, help="First wait until workers have consumed everything.")
 @click.option(
     "--timeout", type=float, default=300.0, show_default=True, help="Seconds, for --wait."
 )

@@ -86,7 +86,7 @@ def buffered_stderr() -> IO[str]:
     """
     if sys.stderr is not sys.__stderr__ or sys.stderr is None:
         return sys.stderr
-    return open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False)  # noqa: SIM115
+    return open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,133 @@
+"""Drive the real pipeline from tests: real console scripts, real worker processes.
+
+Each `Pipeline` gets its own topics and app id, so tests never share state on
+the (shared, session-wide) broker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+#: Group joins on the embedded broker wait about half the session timeout.
+TEST_SESSION_TIMEOUT = "4"
+TEST_HEARTBEAT = "0.5"
+
+
+def script(name: str) -> str:
+    return str(BIN / name)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass
+class Pipeline:
+    bootstrap: str
+    workdir: Path
+    name: str
+    partitions: int = 4
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
+            LEDGER_APP_ID=f"ledger-{self.name}",
+            LEDGER_TRANSACTIONS_TOPIC=f"tx-{self.name}",
+            LEDGER_DLQ_TOPIC=f"tx-{self.name}-dlq",
+            LEDGER_REJECTED_TOPIC=f"tx-{self.name}-rejected",
+            LEDGER_PARTITIONS=str(self.partitions),
+            LEDGER_SESSION_TIMEOUT=TEST_SESSION_TIMEOUT,
+            LEDGER_HEARTBEAT_INTERVAL=TEST_HEARTBEAT,
+            LEDGER_WEB_PORT="0",
+        )
+        return env
+
+    def produce(self, csv: Path, *args: str) -> Result:
+        return self._run("produce-csv", str(csv), "--no-progress", *args)
+
+    def export(self, *args: str, timeout: float = 180) -> Result:
+        return self._run("export-snapshot", "--wait", "--timeout", str(timeout), *args)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        n = next(self._counter)
+        log = open(self.workdir / f"worker-{n}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [script("faust"), "-A", "processor", "worker", "-l", "warn"],
+            env=self.env,
+            cwd=self.workdir,  # Faust keeps a data directory in its working directory
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def stop_worker(
+        self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30
+    ) -> int:
+        proc.send_signal(sig)
+        return proc.wait(timeout=timeout)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted(self.workdir.glob("worker-*.log"))
+        )
+
+    def close(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def _run(self, name: str, *args: str, timeout: float = 300) -> Result:
+        done = subprocess.run(
+            [script(name), *args], env=self.env, capture_output=True, timeout=timeout
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+
+class PipelineFactory:
+    def __init__(self, bootstrap: str, tmp_path: Path, test_name: str) -> None:
+        self.bootstrap = bootstrap
+        self.tmp_path = tmp_path
+        self.base = re.sub(r"[^A-Za-z0-9]+", "-", test_name)[:40].strip("-")
+        self.pipelines: list[Pipeline] = []
+
+    def new(self, partitions: int = 4) -> Pipeline:
+        name = f"{self.base}-{uuid.uuid4().hex[:6]}"
+        workdir = self.tmp_path / name
+        workdir.mkdir()
+        pipeline = Pipeline(self.bootstrap, workdir, name, partitions)
+        self.pipelines.append(pipeline)
+        return pipeline
+
+    def close(self) -> None:
+        for pipeline in self.pipelines:
+            pipeline.close()
+
+
+def wait_until(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
