@@ -28,9 +28,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## the main job on the bundled sample (CSV=path to use another file)
+## the main job on the embedded broker: broker, 2 workers, produce, export (CSV=path)
 demo: $(STAMP)
-	$(BIN)/process-csv $(CSV)
+	$(BIN)/ledger-demo $(CSV)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_process_csv

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from kafkaio.errors import BrokerUnavailable, KafkaIOError
+from kafkaio.errors import BrokerUnavailable, KafkaIOError, TopicMissing
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def translated(fn: Callable[P, R]) -> Callable[P, R]:
+    """Raise client errors as this package's errors, so entry points print one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"{fn.__name__.replace('_', ' ')}: {exc.args[0]}") from exc
+
+    return wrapper
 
 
 def admin_client(bootstrap: str) -> AdminClient:
@@ -31,6 +48,7 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
             time.sleep(0.2)
 
 
+@translated
 def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1) -> int:
     """Create `topic` if missing; return its partition count (which may differ if it existed)."""
     admin = admin_client(bootstrap)
@@ -48,6 +66,7 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int =
     return partition_count(bootstrap, topic)
 
 
+@translated
 def partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
     """Partitions of `topic`, waiting briefly for metadata to show a just-created topic."""
     admin = admin_client(bootstrap)
@@ -57,10 +76,11 @@ def partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
         if meta is not None and meta.error is None and meta.partitions:
             return len(meta.partitions)
         if time.monotonic() > deadline:
-            raise KafkaIOError(f"topic {topic!r} does not exist")
+            raise TopicMissing(f"topic {topic!r} does not exist")
         time.sleep(0.1)
 
 
+@translated
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The group's committed offset per partition (-1 where nothing is committed yet)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
@@ -71,6 +91,7 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
         consumer.close()
 
 
+@translated
 def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     """The true end of each partition: the offset the next record will get.
 

@@ -17,3 +17,7 @@ class BrokerUnavailable(KafkaIOError):
 
 class DeliveryFailed(KafkaIOError):
     """Some records were not acknowledged by the broker."""
+
+
+class TopicMissing(KafkaIOError):
+    """The topic does not exist (yet)."""

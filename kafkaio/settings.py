@@ -23,6 +23,7 @@ ENV = {
     "app_id": "LEDGER_APP_ID",
     "session_timeout": "LEDGER_SESSION_TIMEOUT",
     "heartbeat_interval": "LEDGER_HEARTBEAT_INTERVAL",
+    "request_timeout": "LEDGER_REQUEST_TIMEOUT",
     "batch_size": "LEDGER_BATCH_SIZE",
     "batch_seconds": "LEDGER_BATCH_SECONDS",
     "web_port": "LEDGER_WEB_PORT",
@@ -44,6 +45,11 @@ class Settings:
     #: Seconds. Group joins on the embedded broker wait about half of this.
     session_timeout: float = 10.0
     heartbeat_interval: float = 1.0
+    #: Seconds a worker waits for any broker answer, fetches included; at
+    #: least the session timeout. Tansu 0.6 sometimes never answers a fetch
+    #: (a worker then idles until this expires and it fetches again), so
+    #: runs on the embedded broker use a few seconds.
+    request_timeout: float = 40.0
     #: Most events a worker applies between two commits.
     batch_size: int = 10_000
     #: Longest a worker waits to fill a batch, seconds.
@@ -71,6 +77,11 @@ class Settings:
             raise SettingsError(f"partitions must be >= 1, got {self.partitions}")
         if self.batch_size < 1:
             raise SettingsError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.request_timeout < self.session_timeout:
+            raise SettingsError(
+                f"request timeout ({self.request_timeout}s) must be at least the session "
+                f"timeout ({self.session_timeout}s)"
+            )
         if not self.bootstrap_servers:
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")
 

@@ -33,13 +33,33 @@ class BatchWorker:
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.accounts = app.Table("accounts", partitions=settings.partitions)
-        self.deposits = app.Table("deposits", partitions=settings.partitions)
-        self.source = app.topic(settings.transactions_topic, partitions=settings.partitions)
+        # bytes in, bytes out (processor.state encodes them). Without key_type
+        # and value_type Faust decodes changelog records as JSON on recovery,
+        # fails on b"client:tx" keys, logs a warning per record, skips it and
+        # never finishes recovering: a restarted worker would hang or lose state.
+        self.accounts = app.Table(
+            "accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes
+        )
+        self.deposits = app.Table(
+            "deposits", partitions=settings.partitions, key_type=bytes, value_type=bytes
+        )
+        # internal=True makes the worker create the topic (with our partition
+        # count) before it subscribes; otherwise the subscription's metadata
+        # request lets the broker auto-create it with its own default (Tansu:
+        # 4, Kafka: num.partitions), and clients would hash to other partitions.
+        self.source = app.topic(
+            settings.transactions_topic, partitions=settings.partitions, internal=True
+        )
         self.applied = 0
+        #: partition -> last offset applied by this process (see apply_batch).
+        self.positions: dict[int, int] = {}
 
     async def process(self, records: Sequence[Record]) -> None:
-        outcome = apply_batch(records, self.accounts.data, self.deposits.data)
+        outcome = apply_batch(records, self.accounts.data, self.deposits.data, self.positions)
+        if outcome.duplicates:
+            log.warning("skipped %d records delivered twice", outcome.duplicates)
+        for partition, position, offset in outcome.gaps:
+            log.warning("offsets jump on partition %d: %d -> %d", partition, position, offset)
         self._write(self.accounts, outcome.account_writes)
         self._write(self.deposits, outcome.deposit_writes)
         await self._report(outcome)

@@ -15,7 +15,7 @@ import time
 import click
 
 from kafkaio.admin import committed_offsets, end_offsets, partition_count, read_to_end
-from kafkaio.errors import KafkaIOError
+from kafkaio.errors import KafkaIOError, TopicMissing
 from kafkaio.settings import Settings
 from ledger import Account, render_csv
 from processor.state import decode_account
@@ -32,7 +32,7 @@ def load_accounts(settings: Settings) -> dict[int, Account]:
     accounts: dict[int, Account] = {}
     try:
         partitions = partition_count(settings.bootstrap_servers, topic, timeout=2)
-    except KafkaIOError:
+    except TopicMissing:
         return accounts  # no worker ever wrote: no accounts yet
     for message in read_to_end(settings.bootstrap_servers, topic, partitions):
         client = int(message.key())

@@ -26,6 +26,10 @@ EXIT_USAGE = 2
 EXIT_SIGNAL_BASE = 128
 
 
+_MALFORMED = Reason.MALFORMED
+_NAMES = {reason: reason.value for reason in Reason}  # as str: formats faster than the enum
+
+
 class ErrorPolicy(StrEnum):
     SKIP = "skip"  # report each bad row on stderr, go on
     ABORT = "abort"  # stop at the first malformed row, exit 1
@@ -57,18 +61,22 @@ class RowReporter:
         self.stream = stream
         self.counts: Counter[Reason] = Counter()
         self.applied = 0
+        # Looked up once: an enum member costs ~90 ns to reach on CPython 3.11,
+        # and a run with many rejected rows calls `rejected` for each of them.
+        self._report = policy is not ErrorPolicy.SILENT
+        self._abort = policy is ErrorPolicy.ABORT
 
     def malformed(self, line: int, detail: str) -> None:
-        self.counts[Reason.MALFORMED] += 1
-        if self.policy is not ErrorPolicy.SILENT:
+        self.counts[_MALFORMED] += 1
+        if self._report:
             self.stream.write(f"line {line}: malformed: {detail}\n")
-        if self.policy is ErrorPolicy.ABORT:
+        if self._abort:
             raise Aborted(f"stopped at line {line} (--on-error abort)")
 
     def rejected(self, line: int, reason: Reason, client: int, tx: int) -> None:
         self.counts[reason] += 1
-        if self.policy is not ErrorPolicy.SILENT:
-            self.stream.write(f"line {line}: {reason}: client {client}, tx {tx}\n")
+        if self._report:
+            self.stream.write(f"line {line}: {_NAMES[reason]}: client {client}, tx {tx}\n")
 
     def summary(self) -> str:
         """One line, every reason in SPEC order, so scripts can parse it."""

@@ -55,6 +55,7 @@ class Pipeline:
             LEDGER_PARTITIONS=str(self.partitions),
             LEDGER_SESSION_TIMEOUT=TEST_SESSION_TIMEOUT,
             LEDGER_HEARTBEAT_INTERVAL=TEST_HEARTBEAT,
+            LEDGER_REQUEST_TIMEOUT="5",
             LEDGER_WEB_PORT="0",
         )
         return env

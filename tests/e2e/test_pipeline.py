@@ -63,5 +63,6 @@ def test_a_worker_stopped_and_restarted_recovers_its_tables_and_applies_nothing_
     assert pipeline.produce(second).returncode == 0
     exported = pipeline.export()
     assert exported.returncode == 0, exported.stderr
+    (pipeline.workdir / "exported.csv").write_bytes(exported.stdout)  # for a post-mortem
     # Line numbers differ between the halves and the whole, amounts do not.
     assert exported.stdout == _expected(whole)

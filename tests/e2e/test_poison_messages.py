@@ -1,0 +1,103 @@
+"""Poison messages on `transactions`: each goes to the dead-letter topic, the worker goes on.
+
+produce-csv never publishes a malformed row, but anything can write to a
+topic. The worker's rule (processor.batch): a value that cannot be decoded or
+breaks R3-R6 is skipped to `transactions-dlq`, unchanged, with the reason and
+its source; a row the rules refuse is reported on `transactions-rejected`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from kafkaio.admin import ensure_topic, partition_count, read_to_end
+from tests.helpers import run
+from tests.pipeline import Pipeline
+
+pytestmark = pytest.mark.kafka
+
+POISON: dict[str, bytes | None] = {
+    "garbage bytes": b"\x00\xff\xfe not json at all",
+    "truncated JSON": b'{"type": "deposit", "client": 1, "tx": 90',
+    "JSON that is not an object": b"[1, 2, 3]",
+    "a missing amount": b'{"type": "deposit", "client": 1, "tx": 91, "line": 3}',
+    "a missing tx": b'{"type": "dispute", "client": 1}',
+    "an unknown type": b'{"type": "transfer", "client": 1, "tx": 92, "amount": 5}',
+    "a client above u16": b'{"type": "deposit", "client": 70000, "tx": 93, "amount": 5}',
+    "a tx above u32": b'{"type": "deposit", "client": 1, "tx": 4294967296, "amount": 5}',
+    "an amount above the maximum": (
+        b'{"type": "deposit", "client": 1, "tx": 94, "amount": 9223372036854775808}'
+    ),
+    "a float amount": b'{"type": "deposit", "client": 1, "tx": 95, "amount": 1.5}',
+    "a string amount": b'{"type": "deposit", "client": 1, "tx": 96, "amount": "1.5"}',
+    "a boolean client": b'{"type": "deposit", "client": true, "tx": 97, "amount": 5}',
+    "an empty value": None,
+}
+
+
+def _deposit(tx: int, units: int) -> bytes:
+    return orjson.dumps({"type": "deposit", "client": 1, "tx": tx, "amount": units, "line": tx})
+
+
+def test_every_poison_message_lands_in_the_dlq_and_the_next_valid_one_is_applied(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:  # R3, R4, R5, R6, R7
+    topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
+    ensure_topic(pipeline.bootstrap, topic, pipeline.partitions)
+    producer = Producer({"bootstrap.servers": pipeline.bootstrap, "enable.idempotence": True})
+    # One key, so one partition, in this order: valid, poison, valid, poison, ...
+    csv = ["type,client,tx,amount\n"]
+    for tx, poison in enumerate(POISON.values(), start=1):
+        producer.produce(topic, key=b"1", value=_deposit(tx, 10_000 + tx))
+        csv.append(f"deposit,1,{tx},1.{tx:04d}\n")
+        producer.produce(topic, key=b"1", value=poison)
+    # Refused by the rules (R10): reported on the rejected topic, not dead-lettered.
+    withdrawal = {"type": "withdrawal", "client": 1, "tx": 500, "amount": 10**9, "line": 99}
+    producer.produce(topic, key=b"1", value=orjson.dumps(withdrawal))
+    csv.append("withdrawal,1,500,100000\n")
+    assert producer.flush(30) == 0
+
+    pipeline.start_worker()
+    exported = pipeline.export()
+    assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
+    expected_csv = tmp_path / "valid.csv"
+    expected_csv.write_text("".join(csv))
+    assert exported.stdout == run(expected_csv).stdout
+
+    dead = _read(pipeline, pipeline.env["LEDGER_DLQ_TOPIC"])
+    assert [m.value() for m in dead] == list(POISON.values())
+    for message in dead:
+        headers = dict(message.headers() or [])
+        assert headers["reason"] == b"malformed"
+        assert headers["detail"]
+        source = orjson.loads(headers["source"])
+        assert source["topic"] == topic and isinstance(source["offset"], int)
+    offsets = [orjson.loads(dict(m.headers() or [])["source"])["offset"] for m in dead]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(POISON)
+
+
+def test_a_row_the_rules_refuse_is_reported_on_the_rejected_topic_with_its_source(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:  # R10, R19
+    csv = tmp_path / "in.csv"
+    csv.write_text("type,client,tx,amount\ndeposit,7,1,1.0\nwithdrawal,7,2,5.0\ndispute,7,99,\n")
+    pipeline.start_worker()
+    assert pipeline.produce(csv).returncode == 0
+    assert pipeline.export().returncode == 0
+    rejected = [orjson.loads(m.value()) for m in _read(pipeline, "LEDGER_REJECTED_TOPIC")]
+    assert [(r["client"], r["tx"], r["reason"], r["line"]) for r in rejected] == [
+        (7, 2, "insufficient_funds", 3),
+        (7, 99, "unknown_tx", 4),
+    ]
+    assert all(r["source"]["topic"] == pipeline.env["LEDGER_TRANSACTIONS_TOPIC"] for r in rejected)
+
+
+def _read(pipeline: Pipeline, topic_or_setting: str) -> list:  # type: ignore[type-arg]
+    topic = pipeline.env.get(topic_or_setting, topic_or_setting)
+    partitions = partition_count(pipeline.bootstrap, topic)
+    messages = list(read_to_end(pipeline.bootstrap, topic, partitions))
+    return sorted(messages, key=lambda m: (m.partition(), m.offset()))
