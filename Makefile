@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CSV    ?= examples/transactions.csv
 
-.PHONY: install test test-fast lint demo bench clean
+.PHONY: install test test-fast lint demo bench bench-pipeline chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+## the long chaos run: 10 runs of 300k rows, replicas SIGKILLed at random (CHAOS_SEED=n replays one)
+chaos: $(STAMP)
+	CHAOS_ROWS=$${CHAOS_ROWS:-300000} CHAOS_RUNS=$${CHAOS_RUNS:-10} $(BIN)/python -m pytest tests/chaos/test_sigkill.py -s -q
+
+## the Kafka pipeline benchmark (embedded broker): producer, 1 and 2 workers, end to end, ceiling
+bench-pipeline: $(STAMP)
+	$(BIN)/python -m bench.bench_pipeline

@@ -123,6 +123,26 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
         consumer.close()
 
 
+@translated
+def first_offset_from(bootstrap: str, topic: str, partition: int, offset: int) -> int | None:
+    """The offset of the first record at or after `offset`, or None at the end."""
+    consumer = _eof_consumer(bootstrap)
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for message in consumer.consume(1, timeout=1.0):
+                error = message.error()
+                if error is None:
+                    return int(message.offset() or 0)
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return None
+                raise KafkaIOError(f"reading {topic}[{partition}]: {error}")
+        raise KafkaIOError(f"reading {topic}[{partition}] at {offset}: no answer in 30s")
+    finally:
+        consumer.close()
+
+
 def _eof_consumer(bootstrap: str) -> Consumer:
     return Consumer(
         {

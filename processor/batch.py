@@ -53,11 +53,6 @@ class Outcome:
     rejected: list[tuple[Record, dict[str, Any]]] = field(default_factory=list)
     dead: list[tuple[Record, str]] = field(default_factory=list)
     applied: int = 0
-    #: Records this process had already applied, delivered again and skipped.
-    duplicates: int = 0
-    #: (partition, last offset applied, next offset seen) where offsets jumped.
-    #: Normal after compaction or transaction markers; not expected on `transactions`.
-    gaps: list[tuple[int, int, int]] = field(default_factory=list)
     reasons: Counter[Reason] = field(default_factory=Counter)
 
 
@@ -135,37 +130,17 @@ def apply_partition(
 
 
 def apply_batch(
-    records: Sequence[Record],
-    accounts: Mapping[bytes, bytes],
-    deposits: Mapping[bytes, bytes],
-    positions: dict[int, int] | None = None,
+    records: Sequence[Record], accounts: Mapping[bytes, bytes], deposits: Mapping[bytes, bytes]
 ) -> Outcome:
     """Apply records from any partitions: each partition's records in their order.
 
-    `positions` (partition -> last offset applied by this process) drops
-    records delivered twice. That happens: after a worker restart with input
-    waiting, faust-streaming 0.15 delivered the last record of each batch
-    again at the start of the next (its read-offset check is `>=`). The
-    replay rule in processor.views would treat such a record as the start of
-    a replay and roll its keys back to before the previous batch, losing that
-    batch's other effects; so duplicates are recognised here, by offset, first.
-    A record is new to this process when its offset is above the position;
-    replays after a restart start with an empty `positions`.
+    The records must be each partition's next ones, once each, in offset
+    order (processor.sequencing makes sure of that).
     """
-    if positions is None:
-        positions = {}
     by_partition: dict[int, list[Record]] = {}
-    outcome = Outcome()
     for record in records:
-        partition = record.partition
-        position = positions.get(partition)
-        if position is not None and record.offset <= position:
-            outcome.duplicates += 1
-            continue
-        if position is not None and record.offset > position + 1:
-            outcome.gaps.append((partition, position, record.offset))
-        positions[partition] = record.offset
-        by_partition.setdefault(partition, []).append(record)
+        by_partition.setdefault(record.partition, []).append(record)
+    outcome = Outcome()
     for partition_records in by_partition.values():
         apply_partition(partition_records, accounts, deposits, outcome)
     return outcome
