@@ -10,13 +10,21 @@ import faust
 
 from kafkaio.settings import Settings
 from processor.agent import install
+from processor.producer_metadata import keep_known_topics_on_add
 
 
 def create_app(settings: Settings) -> faust.App:
+    # Before any aiokafka client exists: without it the producer can forget the
+    # changelog topics when it first sends a rejection, and a batch then waits
+    # forever in producer.flush() (see processor.producer_metadata).
+    keep_known_topics_on_add()
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
         store="memory://",
+        # Recovers tables to the changelog end the broker serves, not the one it
+        # reports (they differ on Tansu; see processor.recovery).
+        TableManager="processor.recovery:TrueEndTableManager",
         # Values are bytes we encode ourselves (processor.state): one format in
         # the tables, the changelogs and the exporter, and no float anywhere.
         key_serializer="raw",
@@ -29,6 +37,7 @@ def create_app(settings: Settings) -> faust.App:
         # timeout (shared/notes: 60 s -> ~31 s, 10 s -> 6.5 s).
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
+        broker_request_timeout=settings.request_timeout,
         # The agent commits itself, synchronously, after every batch (see
         # processor.agent); Faust's own timer-driven commit would only add
         # commits of offsets the agent has already committed.
@@ -37,11 +46,14 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger=0.05,
         stream_buffer_maxsize=100_000,
         broker_max_poll_records=5_000,
-        # LEDGER_WEB_PORT=0 turns the web server off (several workers on one host).
-        web_enabled=settings.web_port != 0,
         web_port=settings.web_port or 6066,
         web_host="0.0.0.0",
     )
+    if settings.web_port == 0:
+        # LEDGER_WEB_PORT=0: no web server, so several workers fit on one host.
+        # `web_enabled=False` is not enough: `faust worker` sets it back to True
+        # unless given --without-web, and a second worker then dies on the port.
+        app.boot_strategy.enable_web = False
     install(app, settings)
     return app
 

@@ -60,4 +60,4 @@ def keep_known_topics_on_add() -> None:
         return original(self, topic)
 
     setattr(add_topic, _PATCHED, True)
-    AIOKafkaClient.add_topic = add_topic  # type: ignore[method-assign]
+    AIOKafkaClient.add_topic = add_topic
