@@ -22,3 +22,16 @@ def _lines(items: Iterable[tuple[int, Account]]) -> Iterable[str]:
             f"{client},{format_amount(account.available)},{format_amount(account.held)},"
             f"{format_amount(account.total)},{'true' if account.locked else 'false'}\n"
         )
+
+
+def render_jsonl(accounts: Mapping[int, Account]) -> str:
+    """One JSON object per account, sorted by client; amounts as the same 4-decimal strings.
+
+    Strings, not numbers: a JSON number would be read as a float by most tools.
+    """
+    return "".join(
+        f'{{"client":{client},"available":"{format_amount(a.available)}",'
+        f'"held":"{format_amount(a.held)}","total":"{format_amount(a.total)}",'
+        f'"locked":{"true" if a.locked else "false"}}}\n'
+        for client, a in sorted(accounts.items())
+    )

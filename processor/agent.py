@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ import faust
 import orjson
 from faust.types import TP
 
-from kafkaio.admin import first_offset_from
+from kafkaio.admin import committed_offsets, first_offset_from
 from kafkaio.settings import Settings
 from processor.batch import Outcome, Record, apply_batch
 from processor.sequencing import Sequencer
@@ -71,15 +72,31 @@ class BatchWorker:
         # done when its partition changes hands, and no changelog record of
         # ours can land after the next owner has recovered the table.
         self.batch_lock = asyncio.Lock()
+        #: partition -> (time of the last seek over a hole, seeks so far).
+        self._seeks: dict[int, tuple[float, int]] = {}
 
-    def on_assigned(self, tps: set[TP]) -> None:
-        self.owned |= {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
+    async def on_assigned(self, tps: set[TP]) -> None:
+        mine = {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
+        new = mine - self.owned
+        if new:
+            # The first record of a partition must be the committed offset,
+            # or the consumer skipped one: tell the sequencer what to expect.
+            s = self.settings
+            committed = await asyncio.to_thread(
+                committed_offsets, s.bootstrap_servers, s.app_id, s.transactions_topic, s.partitions
+            )
+            for partition in new:
+                if committed.get(partition, -1) >= 0:
+                    self.sequencer.expected[partition] = committed[partition]
+        self.owned |= mine
 
     async def on_revoked(self, tps: set[TP]) -> None:
         mine = {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
         async with self.batch_lock:
             self.owned -= mine
             self.sequencer.forget(mine)
+            for partition in mine:
+                self._seeks.pop(partition, None)
 
     async def process(self, records: Sequence[Record]) -> None:
         async with self.batch_lock:
@@ -100,11 +117,16 @@ class BatchWorker:
         await self._confirm(sent)
         await self._commit(outcome.last_offsets)
         self.applied += outcome.applied
+        for partition in [p for p in self._seeks if p not in self.sequencer.waiting]:
+            del self._seeks[partition]  # that hole is filled
         for partition, missing in admitted.holes.items():
             await self._fill_hole(partition, missing)
+        for partition in admitted.held_back_from:
+            if partition not in admitted.holes:
+                await self._seek_again(partition)
 
     async def _fill_hole(self, partition: int, missing: int) -> None:
-        """Make the consumer deliver `partition` again from `missing` (see sequencing)."""
+        """A record of `partition` was skipped by the consumer (see processor.sequencing)."""
         topic = self.settings.transactions_topic
         present = await asyncio.to_thread(
             first_offset_from, self.settings.bootstrap_servers, topic, partition, missing
@@ -113,8 +135,31 @@ class BatchWorker:
             # Offsets may skip (transaction markers, compaction): move on.
             log.warning("%s[%d] has no record %d; next is %d", topic, partition, missing, present)
             self.sequencer.skip_to(partition, present)
-        else:
-            log.warning("%s[%d]@%d was not delivered; reading again", topic, partition, missing)
+            await self.app.consumer.seek(TP(topic, partition), present)
+            return
+        log.warning("%s[%d]@%d was not delivered; reading again", topic, partition, missing)
+        await self._seek_again(partition)
+
+    async def _seek_again(self, partition: int) -> None:
+        """Seek back to the missing record, again if records after it still arrive.
+
+        One seek is not always enough: records already fetched beyond the hole
+        reach Faust's drain loop after the seek, raise its read offset, and
+        Faust then drops the re-fetched records below it. Once those stale
+        records are through, a new seek delivers the missing one. Bounded: if
+        it never comes, exit and let the restarted worker resume from the
+        last commit (everything before the hole is committed).
+        """
+        topic = self.settings.transactions_topic
+        now = time.monotonic()
+        last, tries = self._seeks.get(partition, (0.0, 0))
+        if now - last < 0.5:
+            return
+        if tries >= 40:
+            log.critical("%s[%d]: missing record never delivered; exiting", topic, partition)
+            logging.shutdown()
+            os._exit(EXIT_COMMIT_FAILED)
+        self._seeks[partition] = (now, tries + 1)
         await self.app.consumer.seek(TP(topic, partition), self.sequencer.expected[partition])
 
     async def _write(self, table: Any, writes: list[tuple[int, bytes, bytes]]) -> list[Any]:
@@ -230,7 +275,7 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
 
     # Faust sends these signals as (app, set_of_tps) and awaits the receivers.
     async def assigned(_sender: Any, /, *args: Any, signal: Any = None, **_: Any) -> None:
-        worker.on_assigned(args[0])
+        await worker.on_assigned(args[0])
 
     async def revoked(_sender: Any, /, *args: Any, signal: Any = None, **_: Any) -> None:
         await worker.on_revoked(args[0])

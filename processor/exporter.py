@@ -9,8 +9,10 @@ at that point the changelog reflects every input row.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -18,6 +20,7 @@ from kafkaio.admin import committed_offsets, end_offsets, partition_count, read_
 from kafkaio.errors import KafkaIOError, TopicMissing
 from kafkaio.settings import Settings
 from ledger import Account, render_csv
+from ledger.snapshot import render_jsonl
 from processor.state import decode_account
 
 EXIT_TIMEOUT = 3
@@ -73,8 +76,29 @@ def wait_for_lag_zero(settings: Settings, timeout: float) -> dict[int, int]:
 )
 @click.option("--bootstrap-servers", help="Overrides KAFKA_BOOTSTRAP_SERVERS.")
 @click.option("--app-id", help="Overrides LEDGER_APP_ID (the worker group).")
-def cli(wait: bool, timeout: float, bootstrap_servers: str | None, app_id: str | None) -> None:
-    """Print the accounts table as CSV, sorted by client."""
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    default="csv",
+    show_default=True,
+    help="csv is the SPEC output (R20, R21); jsonl has one object per account.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here (atomically: a temp file renamed into place) instead of stdout.",
+)
+def cli(
+    wait: bool,
+    timeout: float,
+    bootstrap_servers: str | None,
+    app_id: str | None,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Print the accounts table, sorted by client (CSV by default)."""
     try:
         settings = Settings.from_env(bootstrap_servers=bootstrap_servers, app_id=app_id)
         if wait:
@@ -91,8 +115,25 @@ def cli(wait: bool, timeout: float, bootstrap_servers: str | None, app_id: str |
         sys.exit(2)
     offsets = " ".join(f"{p}:{max(o, 0)}" for p, o in sorted(as_of.items()))
     click.echo(f"as-of: {topic} committed offsets (partition:offset) {offsets}", err=True)
-    sys.stdout.write(render_csv(accounts))
-    sys.stdout.flush()
+    text = render_csv(accounts) if fmt == "csv" else render_jsonl(accounts)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomically(output, text)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the whole new one, never a part (same-directory rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="ascii", newline="") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def main() -> None:

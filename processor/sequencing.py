@@ -35,6 +35,8 @@ class Admitted:
     held_back: int = 0
     #: partition -> the missing offset, for holes found in this call.
     holes: dict[int, int] = field(default_factory=dict)
+    #: Partitions with records held back in this call (new or known holes).
+    held_back_from: set[int] = field(default_factory=set)
 
 
 class Sequencer:
@@ -57,6 +59,7 @@ class Sequencer:
                 out.duplicates += 1
             else:
                 out.held_back += 1
+                out.held_back_from.add(partition)
                 if partition not in self.waiting:
                     self.waiting[partition] = want
                     out.holes[partition] = want

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+#: Exit code of a worker that must be restarted (processor.agent.EXIT_COMMIT_FAILED).
+EXIT_RESTART = 75
 #: Group joins on the embedded broker wait about half the session timeout.
 TEST_SESSION_TIMEOUT = "4"
 TEST_HEARTBEAT = "0.5"
@@ -64,9 +66,32 @@ class Pipeline:
         return self._run("produce-csv", str(csv), "--no-progress", *args)
 
     def export(self, *args: str, timeout: float = 180) -> Result:
-        return self._run("export-snapshot", "--wait", "--timeout", str(timeout), *args)
+        """`export-snapshot --wait`, while restarting workers that exit for a restart."""
+        proc = subprocess.Popen(
+            [script("export-snapshot"), "--wait", "--timeout", str(timeout), *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            self.supervise()
+            time.sleep(0.5)
+        out, err = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+        return Result(proc.returncode, out, err)
+
+    def supervise(self) -> None:
+        """Restart workers that exit with 75, as compose/Kubernetes would (restart on failure)."""
+        for i, proc in enumerate(self.workers):
+            if proc.poll() == EXIT_RESTART:
+                self.workers[i] = self._spawn()
 
     def start_worker(self) -> subprocess.Popen[bytes]:
+        proc = self._spawn()
+        self.workers.append(proc)
+        return proc
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         n = next(self._counter)
         log = open(self.workdir / f"worker-{n}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
@@ -77,7 +102,6 @@ class Pipeline:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        self.workers.append(proc)
         return proc
 
     def stop_worker(

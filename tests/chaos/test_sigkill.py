@@ -49,19 +49,22 @@ def test_replicas_killed_at_random_moments_leave_the_snapshot_exact(
     whole.write_text("".join(rows))
     chunks = _chunks(rows, KILLS, tmp_path)
 
-    replicas = rng.choice([2, 3])
-    workers = [pipeline.start_worker() for _ in range(replicas)]
+    for _ in range(rng.choice([2, 3])):
+        pipeline.start_worker()
     kills = 0
     for chunk in chunks:
         produced = pipeline.produce(chunk)
         assert produced.returncode == 0, produced.stderr
         time.sleep(rng.uniform(0.2, 4.0))  # sometimes mid-start-up, sometimes mid-batch
-        victim = workers.pop(rng.randrange(len(workers)))
+        pipeline.supervise()  # what compose/Kubernetes do for a worker that exits 75
+        live = [proc for proc in pipeline.workers if proc.poll() is None]
+        victim = live[rng.randrange(len(live))]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
+        pipeline.workers.remove(victim)
         kills += 1
         time.sleep(rng.choice([0.0, 0.0, rng.uniform(0.5, 5.0)]))
-        workers.append(pipeline.start_worker())
+        pipeline.start_worker()
 
     exported = pipeline.export(timeout=300)
     assert exported.returncode == 0, f"seed {seed}: {exported.stderr!r}\n{pipeline.logs()}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import orjson
 import pytest
 
 from bench.workload import generate
@@ -66,3 +67,26 @@ def test_a_worker_stopped_and_restarted_recovers_its_tables_and_applies_nothing_
     (pipeline.workdir / "exported.csv").write_bytes(exported.stdout)  # for a post-mortem
     # Line numbers differ between the halves and the whole, amounts do not.
     assert exported.stdout == _expected(whole)
+
+
+def test_export_writes_a_file_atomically_and_speaks_jsonl(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:  # R20, R21
+    csv = _workload(tmp_path / "in.csv", rows=3_000, clients=100, seed=5, dirty=True)
+    pipeline.start_worker()
+    assert pipeline.produce(csv).returncode == 0
+    out = tmp_path / "accounts.csv"
+    exported = pipeline.export("--output", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout == b""
+    assert out.read_bytes() == _expected(csv)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+    as_jsonl = pipeline.export("--format", "jsonl")
+    assert as_jsonl.returncode == 0
+    objects = [orjson.loads(line) for line in as_jsonl.stdout.splitlines()]
+    rows = out.read_text().splitlines()[1:]
+    assert [
+        f"{o['client']},{o['available']},{o['held']},{o['total']},{str(o['locked']).lower()}"
+        for o in objects
+    ] == rows
