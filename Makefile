@@ -17,7 +17,7 @@ install: $(STAMP)
 
 ## the whole suite: unit, integration (real broker), end to end
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not chaos"
 
 ## unit tests only (no broker, seconds)
 test-fast: $(STAMP)
@@ -40,7 +40,7 @@ clean:
 
 ## the long chaos run: 10 runs of 300k rows, replicas SIGKILLed at random (CHAOS_SEED=n replays one)
 chaos: $(STAMP)
-	CHAOS_ROWS=$${CHAOS_ROWS:-300000} CHAOS_RUNS=$${CHAOS_RUNS:-10} $(BIN)/python -m pytest tests/chaos/test_sigkill.py -s -q
+	CHAOS_ROWS=$${CHAOS_ROWS:-300000} CHAOS_RUNS=$${CHAOS_RUNS:-10} $(BIN)/python -m pytest -m chaos tests/chaos/test_sigkill.py -s -q
 
 ## the Kafka pipeline benchmark (embedded broker): producer, 1 and 2 workers, end to end, ceiling
 bench-pipeline: $(STAMP)

@@ -140,6 +140,13 @@ class BatchWorker:
         log.warning("%s[%d]@%d was not delivered; reading again", topic, partition, missing)
         await self._seek_again(partition)
 
+    async def retry_holes(self) -> None:
+        """Re-seek partitions still waiting for a missing record (see `_seek_again`)."""
+        async with self.batch_lock:
+            for partition in list(self.sequencer.waiting):
+                if partition in self.owned:
+                    await self._seek_again(partition)
+
     async def _seek_again(self, partition: int) -> None:
         """Seek back to the missing record, again if records after it still arrive.
 
@@ -282,6 +289,12 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
 
     app.on_partitions_assigned.connect(assigned)
     app.on_partitions_revoked.connect(revoked)
+
+    @app.timer(0.5)  # type: ignore[untyped-decorator]
+    async def retry_holes() -> None:
+        # A hole may be the last thing in a partition: then no batch arrives
+        # to trigger the next seek, so a timer does.
+        await worker.retry_holes()
 
     @app.task  # type: ignore[untyped-decorator]
     async def quiet_root_logger() -> None:
