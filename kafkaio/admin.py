@@ -124,6 +124,19 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
 
 
 @translated
+def start_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """The first offset still in each partition (the log start, 0 until retention)."""
+    consumer = _eof_consumer(bootstrap)
+    try:
+        return {
+            p: int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0])
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+@translated
 def first_offset_from(bootstrap: str, topic: str, partition: int, offset: int) -> int | None:
     """The offset of the first record at or after `offset`, or None at the end."""
     consumer = _eof_consumer(bootstrap)
