@@ -74,11 +74,17 @@ class Pipeline:
             stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + timeout + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            self.supervise()
-            time.sleep(0.5)
-        out, err = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
-        return Result(proc.returncode, out, err)
+        while True:
+            try:
+                # communicate() keeps draining the pipes while we wait: a
+                # snapshot is bigger than a pipe buffer.
+                out, err = proc.communicate(timeout=0.5)
+                return Result(proc.returncode, out, err)
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise
+                self.supervise()
 
     def supervise(self) -> None:
         """Restart workers that exit with 75, as compose/Kubernetes would (restart on failure)."""
