@@ -76,8 +76,6 @@ class BatchWorker:
         # done when its partition changes hands, and no changelog record of
         # ours can land after the next owner has recovered the table.
         self.batch_lock = asyncio.Lock()
-        #: False from a rebalance until Faust has recovered the tables (see `process`).
-        self.tables_ready = False
         #: partition -> (time of the last seek over a hole, seeks so far).
         self._seeks: dict[int, tuple[float, int]] = {}
 
@@ -106,7 +104,6 @@ class BatchWorker:
     async def on_revoked(self, tps: set[TP]) -> None:
         mine = {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
         async with self.batch_lock:
-            self.tables_ready = False
             self.owned -= mine
             self.sequencer.forget(mine)
             for partition in mine:
@@ -116,14 +113,12 @@ class BatchWorker:
         reasons = " ".join(f"{reason}={n}" for reason, n in sorted(self.rejected.items()))
         return f"applied={self.applied} dead_lettered={self.dead_lettered} {reasons}".strip()
 
-    async def on_tables_recovered(self) -> None:
-        async with self.batch_lock:
-            self.tables_ready = True
-
     async def process(self, records: Sequence[Record]) -> None:
         async with self.batch_lock:
-            if not self.tables_ready:
-                # Events taken before a rebalance can reach the agent while
+            if self.app.rebalancing:
+                # Faust sets this from the start of a rebalance until the
+                # tables are recovered. Events taken before a rebalance can
+                # reach the agent while
                 # Faust is still recovering the tables from the changelogs;
                 # applying them then would let the recovery overwrite this
                 # batch's writes with older values (seen in the chaos test:
@@ -319,11 +314,7 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
     async def revoked(_sender: Any, /, *args: Any, signal: Any = None, **_: Any) -> None:
         await worker.on_revoked(args[0])
 
-    async def recovered(_sender: Any, /, *args: Any, signal: Any = None, **_: Any) -> None:
-        await worker.on_tables_recovered()
-
     app.on_partitions_assigned.connect(assigned)
-    app.on_rebalance_complete.connect(recovered)
     app.on_partitions_revoked.connect(revoked)
 
     @app.timer(0.5)  # type: ignore[untyped-decorator]
