@@ -16,7 +16,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 import orjson
@@ -93,12 +93,13 @@ class BatchWorker:
             # (auto offset reset = earliest). Measured: a fresh worker was once
             # handed a partition with nothing committed at offset 4805, not 0;
             # expecting the log start turns that into a hole and a seek back.
-            starts = await asyncio.to_thread(
-                start_offsets, s.bootstrap_servers, s.transactions_topic, s.partitions
-            )
-            for partition in new:
-                done = committed.get(partition, -1)
-                self.sequencer.expected[partition] = done if done >= 0 else starts[partition]
+            expected = {p: committed.get(p, -1) for p in new}
+            if any(offset < 0 for offset in expected.values()):
+                starts = await asyncio.to_thread(
+                    start_offsets, s.bootstrap_servers, s.transactions_topic, s.partitions
+                )
+                expected = {p: o if o >= 0 else starts[p] for p, o in expected.items()}
+            self.sequencer.expected.update(expected)
         self.owned |= mine
 
     async def on_revoked(self, tps: set[TP]) -> None:
@@ -118,12 +119,12 @@ class BatchWorker:
             if self.app.rebalancing:
                 # Faust sets this from the start of a rebalance until the
                 # tables are recovered. Events taken before a rebalance can
-                # reach the agent while
-                # Faust is still recovering the tables from the changelogs;
-                # applying them then would let the recovery overwrite this
-                # batch's writes with older values (seen in the chaos test:
-                # one partition's accounts all diverged). They are not
-                # committed, so they come again after the recovery.
+                # reach the agent while Faust is still recovering the tables
+                # from the changelogs; applying them then would let the
+                # recovery overwrite this batch's writes with older values
+                # (seen in the chaos test: one partition's accounts all
+                # diverged). They are not committed, so they come again after
+                # the recovery.
                 return
             await self._process([r for r in records if r.partition in self.owned])
 
@@ -190,9 +191,7 @@ class BatchWorker:
         if now - last < 0.5:
             return
         if tries >= 40:
-            log.critical("%s[%d]: missing record never delivered; exiting", topic, partition)
-            logging.shutdown()
-            os._exit(EXIT_COMMIT_FAILED)
+            _stop("%s[%d]: missing record never delivered; exiting", topic, partition)
         self._seeks[partition] = (now, tries + 1)
         await self.app.consumer.seek(TP(topic, partition), self.sequencer.expected[partition])
 
@@ -222,9 +221,7 @@ class BatchWorker:
             for future in futures:
                 await future
         except Exception as exc:  # any failed delivery: the batch must not be committed
-            log.critical("a write of this batch was not delivered (%r); stopping", exc)
-            logging.shutdown()
-            os._exit(EXIT_COMMIT_FAILED)
+            _stop("a write of this batch was not delivered (%r); stopping", exc)
 
     async def _report(self, outcome: Outcome) -> list[Any]:
         producer = self.app.producer
@@ -280,9 +277,14 @@ class BatchWorker:
             # The outcome of the commit is unknown or negative, and the batch's
             # writes are already in the changelog. Writing anything more could
             # break the one-uncommitted-batch rule, so stop now, hard.
-            log.critical("commit of %s failed (revoked: %s); stopping", offsets, revoked)
-            logging.shutdown()
-            os._exit(EXIT_COMMIT_FAILED)
+            _stop("commit of %s failed (revoked: %s); stopping", offsets, revoked)
+
+
+def _stop(message: str, *args: Any) -> NoReturn:
+    """Exit at once, without writing or committing anything more (see EXIT_COMMIT_FAILED)."""
+    log.critical(message, *args)
+    logging.shutdown()
+    os._exit(EXIT_COMMIT_FAILED)
 
 
 def _source(record: Record) -> dict[str, Any]:
