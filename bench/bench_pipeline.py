@@ -2,21 +2,26 @@
 
     python -m bench.bench_pipeline [--rows 1000000 --clients 5000 --runs 3 --workers 1 2]
 
-Each run starts a fresh broker (memory storage), N worker replicas, waits for
-the group to form, then times:
+Each run starts a fresh broker (memory storage) and measures, for N worker
+replicas (`faust -A processor worker`):
 
-- produce-csv: rows/s from start to exit (workers are already consuming, as in
-  real use, so the two share the 2 cores);
-- the workers: events/s from their first commit to lag 0 (every partition's
-  committed offset at its end);
-- end to end: seconds from the start of produce-csv to lag 0;
-- the ceiling, in the same run: a plain confluent-kafka consumer reading the
-  same topic from the beginning to its end and decoding every value (orjson),
-  i.e. what any Python consumer of this topic costs before doing any work.
+1. End to end, as in real use: the N workers join their group, then
+   produce-csv publishes the file while they consume (all share the 2 cores).
+   Timed: produce-csv from start to exit, then from its exit to lag 0 (every
+   partition's committed offset at its end); e2e is the sum.
+2. Worker throughput, catching up: N new workers of a second app id (their
+   own consumer group and changelogs) start on the now full topic. Timed from
+   their first commit to lag 0; the rate counts the events committed in that
+   time (the first batch is before the clock starts). Also recorded: the
+   workers' CPU seconds in that time (from /proc), and the changelog records
+   they wrote per event.
+3. The ceiling, in the same run: a plain confluent-kafka consumer reading the
+   whole topic and decoding every value (orjson): what any Python consumer of
+   this topic costs before doing any work.
 
-The snapshot is then exported and compared with `process-csv` on the same
-file; a mismatch fails the benchmark. Medians over runs; ratios against the
-ceiling of the same run, because this machine is noisy.
+Both snapshots are exported and compared with `process-csv` on the same file;
+a mismatch fails the benchmark. Medians over runs; the worker figure also as
+a ratio to the ceiling of the same run, because this machine is noisy.
 """
 
 from __future__ import annotations
@@ -41,23 +46,35 @@ from kafkaio.admin import committed_offsets, end_offsets, wait_for_broker
 BIN = Path(sys.executable).parent
 PARTITIONS = 8
 TOPIC = "transactions"
-GROUP = "ledger"
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
 class Run:
     workers: int
     produce_s: float
-    work_s: float
-    e2e_s: float
+    drain_s: float
+    catchup_s: float
+    catchup_events: int
+    catchup_cpu_s: float
+    changelog_records: int
     ceiling_s: float
     events: int
 
+    @property
+    def e2e_s(self) -> float:
+        return self.produce_s + self.drain_s
 
-def _env(bootstrap: str) -> dict[str, str]:
+    @property
+    def rate(self) -> float:
+        return self.catchup_events / self.catchup_s
+
+
+def _env(bootstrap: str, app_id: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        LEDGER_APP_ID=app_id,
         LEDGER_PARTITIONS=str(PARTITIONS),
         LEDGER_SESSION_TIMEOUT="6",
         LEDGER_HEARTBEAT_INTERVAL="1",
@@ -67,7 +84,7 @@ def _env(bootstrap: str) -> dict[str, str]:
     return env
 
 
-def _wait_for_members(bootstrap: str, count: int, timeout: float = 90) -> None:
+def _wait_for_members(bootstrap: str, group: str, count: int, timeout: float = 90) -> None:
     """Until the group has `count` members with partitions (or the timeout: then go on)."""
     from confluent_kafka.admin import AdminClient
 
@@ -75,8 +92,8 @@ def _wait_for_members(bootstrap: str, count: int, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            group = admin.describe_consumer_groups([GROUP])[GROUP].result(timeout=5)
-            members = [m for m in group.members if m.assignment.topic_partitions]
+            described = admin.describe_consumer_groups([group])[group].result(timeout=5)
+            members = [m for m in described.members if m.assignment.topic_partitions]
             if len(members) >= count:
                 return
         except Exception:  # the group does not exist yet
@@ -91,6 +108,14 @@ def _ceiling(bootstrap: str) -> tuple[float, int]:
             "group.id": "bench-ceiling",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # librdkafka's defaults stall this reader: a fetch from Tansu
+            # returns up to ~60k records per partition, which overflows the
+            # local queue (queued.min.messages 100k), and every overflow
+            # costs a 1 s fetch back-off. Measured: 143k/s with the
+            # defaults, ~390k/s with these.
+            "queued.min.messages": 2_000_000,
+            "queued.max.messages.kbytes": 1_000_000,
+            "fetch.queue.backoff.ms": 5,
         }
     )
     consumer.assign([TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
@@ -109,25 +134,56 @@ def _ceiling(bootstrap: str) -> tuple[float, int]:
     return seconds, events
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def _start_workers(
+    env: dict[str, str], workers: int, workdir: Path
+) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for n in range(workers):
+        log = open(workdir / f"worker-{env['LEDGER_APP_ID']}-{n}.log", "wb")  # noqa: SIM115
+        procs.append(
+            subprocess.Popen(
+                [BIN / "faust", "-A", "processor", "worker", "-l", "warn"],
+                env=env,
+                cwd=workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    return procs
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
+def _export(env: dict[str, str], expected: bytes, what: str) -> None:
+    exported = subprocess.run([BIN / "export-snapshot"], env=env, capture_output=True, check=True)
+    if exported.stdout != expected:
+        sys.exit(f"{what}: the snapshot differs from process-csv")
+
+
 def one_run(csv: Path, expected: bytes, workers: int, workdir: Path) -> Run:
     with running_broker(log=workdir / "broker.log") as broker:
         bootstrap = broker.bootstrap
         wait_for_broker(bootstrap)
-        env = _env(bootstrap)
-        procs = []
-        for n in range(workers):
-            log = open(workdir / f"worker-{workers}-{n}.log", "wb")  # noqa: SIM115
-            procs.append(
-                subprocess.Popen(
-                    [BIN / "faust", "-A", "processor", "worker", "-l", "warn"],
-                    env=env,
-                    cwd=workdir,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+
+        # 1. End to end: workers first, then the producer.
+        env = _env(bootstrap, "ledger")
+        procs = _start_workers(env, workers, workdir)
         try:
-            _wait_for_members(bootstrap, workers)
+            _wait_for_members(bootstrap, "ledger", workers)
             t0 = time.perf_counter()
             subprocess.run(
                 [BIN / "produce-csv", str(csv), "--no-progress", "--on-error", "silent"],
@@ -138,36 +194,56 @@ def one_run(csv: Path, expected: bytes, workers: int, workdir: Path) -> Run:
             produced = time.perf_counter()
             ends = end_offsets(bootstrap, TOPIC, PARTITIONS)
             events = sum(ends.values())
-            first_commit = None
+            while not _drained(bootstrap, "ledger", ends):
+                time.sleep(0.1)
+            drained = time.perf_counter()
+            _export(env, expected, f"end to end, {workers} worker(s)")
+        finally:
+            _stop(procs)
+
+        # 2. Catching up: new workers, their own group and tables, a full topic.
+        env = _env(bootstrap, "catchup")
+        procs = _start_workers(env, workers, workdir)
+        try:
+            first = None
             while True:
-                done = committed_offsets(bootstrap, GROUP, TOPIC, PARTITIONS)
+                done = committed_offsets(bootstrap, "catchup", TOPIC, PARTITIONS)
                 now = time.perf_counter()
-                if first_commit is None and any(o > 0 for o in done.values()):
-                    first_commit = now
+                if first is None and any(o > 0 for o in done.values()):
+                    first, first_done = now, sum(done.values())
+                    cpu_at_first = _cpu_seconds([p.pid for p in procs])
                 if all(done.get(p, -1) >= end for p, end in ends.items()):
                     break
-                time.sleep(0.1)
+                time.sleep(0.05)
+            assert first is not None
+            cpu = _cpu_seconds([p.pid for p in procs]) - cpu_at_first
             finished = time.perf_counter()
-            exported = subprocess.run(
-                [BIN / "export-snapshot"], env=env, capture_output=True, check=True
+            changelogs = sum(
+                sum(end_offsets(bootstrap, f"catchup-{table}-changelog", PARTITIONS).values())
+                for table in ("accounts", "deposits")
             )
-            if exported.stdout != expected:
-                sys.exit(f"snapshot with {workers} worker(s) differs from process-csv")
-            ceiling_s, ceiling_events = _ceiling(bootstrap)
-            assert ceiling_events == events
+            _export(env, expected, f"catching up, {workers} worker(s)")
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(timeout=30)
+            _stop(procs)
+
+        ceiling_s, ceiling_events = _ceiling(bootstrap)
+        assert ceiling_events == events
     return Run(
         workers,
-        produced - t0,
-        finished - (first_commit or t0),
-        finished - t0,
-        ceiling_s,
-        events,
+        produce_s=produced - t0,
+        drain_s=drained - produced,
+        catchup_s=finished - first,
+        catchup_events=events - first_done,
+        catchup_cpu_s=cpu,
+        changelog_records=changelogs,
+        ceiling_s=ceiling_s,
+        events=events,
     )
+
+
+def _drained(bootstrap: str, group: str, ends: dict[int, int]) -> bool:
+    done = committed_offsets(bootstrap, group, TOPIC, PARTITIONS)
+    return all(done.get(p, -1) >= end for p, end in ends.items())
 
 
 def main() -> None:
@@ -196,9 +272,11 @@ def main() -> None:
                 run = one_run(csv, expected, workers, workdir)
                 runs.append(run)
                 print(
-                    f"run {i + 1} workers={workers}: produce {run.produce_s:.1f}s, "
-                    f"work {run.work_s:.1f}s, e2e {run.e2e_s:.1f}s, "
-                    f"ceiling {run.ceiling_s:.1f}s",
+                    f"run {i + 1} workers={workers}: produce {run.produce_s:.1f}s + drain "
+                    f"{run.drain_s:.1f}s = e2e {run.e2e_s:.1f}s; catch-up {run.rate:,.0f} "
+                    f"events/s, cpu {run.catchup_cpu_s / run.catchup_s:.2f} cores, "
+                    f"{run.changelog_records / run.events:.3f} changelog records/event; "
+                    f"ceiling {run.events / run.ceiling_s:,.0f}/s",
                     flush=True,
                 )
         print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -208,20 +286,29 @@ def main() -> None:
 def _report(rows: int, runs: list[Run], worker_counts: list[int]) -> None:
     print()
     print(
-        "| workers | produce-csv rows/s | workers events/s | per worker | "
-        "e2e s | ceiling events/s | workers / ceiling |"
+        "| workers | events/s (catch-up) | per worker | vs 1 worker | worker CPU cores | "
+        "changelog records/event | ceiling events/s | workers / ceiling | "
+        "produce-csv rows/s | e2e s (produce + drain) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    base = None
     for workers in worker_counts:
         mine = [r for r in runs if r.workers == workers]
-        produce = statistics.median(rows / r.produce_s for r in mine)
-        work = statistics.median(r.events / r.work_s for r in mine)
+        rate = statistics.median(r.rate for r in mine)
+        if base is None:
+            base = rate / workers
+        cores = statistics.median(r.catchup_cpu_s / r.catchup_s for r in mine)
+        records = statistics.median(r.changelog_records / r.events for r in mine)
         ceiling = statistics.median(r.events / r.ceiling_s for r in mine)
-        ratio = statistics.median((r.events / r.work_s) / (r.events / r.ceiling_s) for r in mine)
+        ratio = statistics.median(r.rate / (r.events / r.ceiling_s) for r in mine)
+        produce = statistics.median(rows / r.produce_s for r in mine)
         e2e = statistics.median(r.e2e_s for r in mine)
+        split = f"{statistics.median(r.produce_s for r in mine):.1f} + "
+        split += f"{statistics.median(r.drain_s for r in mine):.1f}"
         print(
-            f"| {workers} | {produce:,.0f} | {work:,.0f} | {work / workers:,.0f} | "
-            f"{e2e:.1f} | {ceiling:,.0f} | {ratio:.3f} |"
+            f"| {workers} | {rate:,.0f} | {rate / workers:,.0f} | {rate / base:.2f}x | "
+            f"{cores:.2f} | {records:.3f} | {ceiling:,.0f} | {ratio:.3f} | {produce:,.0f} | "
+            f"{e2e:.1f} ({split}) |"
         )
 
 

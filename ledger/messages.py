@@ -32,6 +32,29 @@ def to_message(kind: TxKind, client: int, tx: int, amount: int, line: int) -> di
 
 def row_from_message(message: object) -> Row:
     """Check a decoded message value; raise MalformedRow if it is not a valid transaction."""
+    # The common case in one pass (the worker calls this for every event);
+    # anything off it goes to the strict checks below, which word the error.
+    if type(message) is dict:
+        name = message.get("type")
+        kind = _KINDS.get(name) if type(name) is str else None
+        client = message.get("client")
+        tx = message.get("tx")
+        if (
+            kind is not None
+            and type(client) is int
+            and type(tx) is int
+            and 0 <= client <= MAX_CLIENT
+            and 0 <= tx <= MAX_TX
+        ):
+            if kind not in AMOUNT_KINDS:
+                return kind, client, tx, 0
+            amount = message.get("amount")
+            if type(amount) is int and 1 <= amount <= MAX_UNITS:
+                return kind, client, tx, amount
+    return _checked_row(message)
+
+
+def _checked_row(message: object) -> Row:
     if not isinstance(message, dict):
         raise MalformedRow("value is not a JSON object")
     name = message.get("type")

@@ -11,6 +11,7 @@ docs/exactness.md builds on. A failed commit stops the worker at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -26,6 +27,8 @@ from kafkaio.admin import committed_offsets, first_offset_from, start_offsets
 from kafkaio.settings import Settings
 from processor.batch import Outcome, Record, apply_batch
 from processor.sequencing import Sequencer
+from processor.transport import use_batch_transport
+from processor.writer import WriteFailed, Writer
 
 log = logging.getLogger("ledger.worker")
 
@@ -64,6 +67,7 @@ class BatchWorker:
             internal=True,
             acks=False,
         )
+        self.writer = Writer(settings.bootstrap_servers, settings.request_timeout)
         self.applied = 0
         #: Rows refused by the rules, per reason, and messages sent to the DLQ.
         self.rejected: Counter[str] = Counter()
@@ -137,10 +141,10 @@ class BatchWorker:
         if admitted.duplicates:
             log.info("dropped %d records delivered twice", admitted.duplicates)
         outcome = apply_batch(admitted.records, self.accounts.data, self.deposits.data)
-        sent = await self._write(self.accounts, outcome.account_writes)
-        sent += await self._write(self.deposits, outcome.deposit_writes)
-        sent += await self._report(outcome)
-        await self._confirm(sent)
+        self._write(self.accounts, outcome.account_writes)
+        self._write(self.deposits, outcome.deposit_writes)
+        self._report(outcome)
+        await self._confirm()
         await self._commit(outcome.last_offsets)
         self.applied += outcome.applied
         self.rejected.update(outcome.reasons)
@@ -195,50 +199,31 @@ class BatchWorker:
         self._seeks[partition] = (now, tries + 1)
         await self.app.consumer.seek(TP(topic, partition), self.sequencer.expected[partition])
 
-    async def _write(self, table: Any, writes: list[tuple[int, bytes, bytes]]) -> list[Any]:
-        """Store each value and send it to the changelog; return the delivery futures.
+    def _write(self, table: Any, writes: list[tuple[int, bytes, bytes]]) -> None:
+        """Store each value and send it to the table's changelog.
 
-        Sent with the producer directly, not with `table.send_changelog`: that
-        goes through Faust's ProducerBuffer, whose flush gives up after 0.1 s
-        without progress, so records could still be queued when the batch is
-        committed. `producer.send` hands each record to the client at once.
+        The changelog partition is the source partition: the table is
+        co-partitioned with `transactions`, so recovery finds a client's state
+        where its events are.
         """
-        store, send = table.data, self.app.producer.send
-        topic = table.changelog_topic.get_topic_name()
-        futures = []
-        for partition, key, value in writes:
+        store = table.data
+        for _partition, key, value in writes:
             store[key] = value
-            # The changelog partition is the source partition: the table is
-            # co-partitioned with `transactions`, so recovery finds a client's
-            # state where its events are.
-            futures.append(await send(topic, key, value, partition, None, None))
-        return futures
+        self.writer.send_many(table.changelog_topic.get_topic_name(), writes)
 
-    async def _confirm(self, futures: list[Any]) -> None:
+    async def _confirm(self) -> None:
         """Every record of the batch acknowledged, or stop before committing its input."""
-        await self.app.producer.flush()
         try:
-            for future in futures:
-                await future
-        except Exception as exc:  # any failed delivery: the batch must not be committed
-            _stop("a write of this batch was not delivered (%r); stopping", exc)
+            await self.writer.confirm()
+        except WriteFailed as exc:
+            _stop("a write of this batch was not delivered (%s); stopping", exc)
 
-    async def _report(self, outcome: Outcome) -> list[Any]:
-        producer = self.app.producer
-        futures = []
+    def _report(self, outcome: Outcome) -> None:
+        send = self.writer.send
         for record, rejection in outcome.rejected:
             rejection["source"] = _source(record)
             log.debug("rejected %s", rejection)
-            futures.append(
-                await producer.send(
-                    self.settings.rejected_topic,
-                    record.key,
-                    orjson.dumps(rejection),
-                    partition=None,
-                    timestamp=None,
-                    headers=None,
-                )
-            )
+            send(self.settings.rejected_topic, record.key, orjson.dumps(rejection))
         for record, detail in outcome.dead:
             log.warning(
                 "dead-letter topic=%s partition=%d offset=%d reason=malformed detail=%s",
@@ -253,17 +238,7 @@ class BatchWorker:
                 ("source", orjson.dumps(_source(record))),
             ]
             # The value goes on unchanged, so a fixed consumer can replay it.
-            futures.append(
-                await producer.send(
-                    self.settings.dlq_topic,
-                    record.key,
-                    record.value,
-                    partition=None,
-                    timestamp=None,
-                    headers=headers,
-                )
-            )
-        return futures
+            send(self.settings.dlq_topic, record.key, record.value, headers=headers)
 
     async def _commit(self, last_offsets: dict[int, int]) -> None:
         if not last_offsets:
@@ -293,21 +268,11 @@ def _source(record: Record) -> dict[str, Any]:
 
 def install(app: faust.App, settings: Settings) -> BatchWorker:
     worker = BatchWorker(app, settings)
-
-    @app.agent(worker.source, name="apply-transactions")
-    async def apply_transactions(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            records = [
-                Record(
-                    e.message.topic,
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.key,
-                    e.message.value,
-                )
-                for e in events
-            ]
-            await worker.process(records)
+    # The agent: every fetch of `transactions` records goes to worker.process
+    # whole (processor.transport says why not through a Faust stream). Adding
+    # the topic to the app's topics is what subscribes the worker to it.
+    use_batch_transport(app, settings.transactions_topic, worker.process)
+    app.topics.add(worker.source)
 
     # Faust sends these signals as (app, set_of_tps) and awaits the receivers.
     async def assigned(_sender: Any, /, *args: Any, signal: Any = None, **_: Any) -> None:
@@ -330,9 +295,16 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
         log.info("since start: %s", worker.counts())
 
     @app.task  # type: ignore[untyped-decorator]
-    async def quiet_root_logger() -> None:
+    async def tune_runtime() -> None:
         # The worker's start-up leaves the root logger at DEBUG even at -l warn,
         # so hot-path debug calls build records that are thrown away (~10%).
         logging.getLogger().setLevel(getattr(logging, settings.log_level.upper(), logging.INFO))
+        # Everything alive after start-up lives as long as the process: keep
+        # the collector from scanning it again and again. A batch allocates
+        # tens of thousands of short-lived objects; the default young
+        # generation (700) would run a collection every few dozen events.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
 
     return worker

@@ -44,8 +44,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=3600.0,
         broker_commit_every=1_000_000_000,
         producer_linger=0.05,
-        stream_buffer_maxsize=100_000,
-        broker_max_poll_records=5_000,
+        # One fetch is one batch (processor.transport): as many records as
+        # the agent applies between two commits.
+        broker_max_poll_records=settings.batch_size,
         web_port=settings.web_port or 6066,
         web_host="0.0.0.0",
     )

@@ -1,0 +1,92 @@
+"""Hand the worker each fetched batch of `transactions` records whole.
+
+Faust delivers records one by one: for every message its drain loop takes a
+lock, starts two asyncio tasks (`wait_first`), decodes an Event and queues it
+for the stream, which the agent then takes apart again. Measured on this
+machine (../shared/notes/faust-on-tansu.md) that machinery caps a worker near
+14k events/s even when the agent does nothing. The ledger needs none of it:
+the agent wants a batch of raw records, commits itself, and keeps its own
+per-partition order check (processor.sequencing).
+
+So the consumer's drain loop is replaced (`Consumer._drain_messages`, the
+loop Faust's Fetcher service runs) by one that keeps everything Faust does
+around a fetch - flow control, paused partitions during recovery, the
+generation check on rebalance - and differs in one place: the records of the
+source topic go to the handler as one list per fetch. Records of any other
+topic (the changelogs, read while recovering the tables) still go through
+Faust's per-message callback, so table recovery is Faust's own code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from processor.batch import Record
+
+BatchHandler = Callable[[list[Record]], Awaitable[None]]
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    async def _drain_messages(self, fetcher: Any) -> None:
+        transport = cast(BatchTransport, self.transport)
+        topic, handler = transport.batch_topic, transport.batch_handler
+        callback = self.callback
+        app = self.app
+        read_offset = self._read_offset
+        consumer_stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                records, active = await self._wait_next_records(1.0)
+                if not records or self.should_stop:
+                    continue
+                generation = app.consumer_generation_id
+                batch: list[Record] = []
+                for tp, tp_records in records.items():
+                    if active is not None and tp not in active:
+                        continue  # paused since the fetch (Faust skips these too)
+                    if tp.topic == topic:
+                        batch.extend(
+                            Record(r.topic, r.partition, r.offset, r.key, r.value)
+                            for r in tp_records
+                        )
+                        continue
+                    for record in tp_records:
+                        # Faust's own per-message path, as in its drain loop.
+                        last = read_offset[tp]
+                        if last is None or record.offset >= last:
+                            await self.wait_first(
+                                callback(self._to_message(tp, record)), self.suspend_flow.wait()
+                            )
+                            read_offset[tp] = record.offset
+                # A rebalance since the fetch: these records may belong to
+                # another worker now. Not applied, not committed: whoever owns
+                # the partition reads them again from the committed offset.
+                if batch and self.flow_active and app.consumer_generation_id == generation:
+                    await handler(batch)
+        except self.consumer_stopped_errors:
+            if app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if app.should_stop:
+                return
+            raise  # the Fetcher restarts the loop after a rebalance
+
+
+class BatchTransport(faust_aiokafka.Transport):
+    Consumer = BatchConsumer
+    batch_topic: str = ""
+    batch_handler: BatchHandler
+
+
+def use_batch_transport(app: Any, topic: str, handler: BatchHandler) -> None:
+    """Make `app` deliver `topic`'s records to `handler`, a fetch at a time."""
+    transport = BatchTransport(app.conf.broker_consumer, app)
+    transport.batch_topic = topic
+    transport.batch_handler = handler
+    app.transport = transport
