@@ -28,6 +28,7 @@ ENV = {
     "batch_seconds": "LEDGER_BATCH_SECONDS",
     "web_port": "LEDGER_WEB_PORT",
     "log_level": "LEDGER_LOG_LEVEL",
+    "rejects_log_level": "LEDGER_REJECTS_LOG_LEVEL",
 }
 
 
@@ -56,6 +57,8 @@ class Settings:
     batch_seconds: float = 0.2
     web_port: int = 6066
     log_level: str = "warning"
+    #: Level of the `ledger.rejects` log (processor.logs); empty: `log_level`.
+    rejects_log_level: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -25,9 +25,12 @@ from faust.types import TP
 from kafkaio.admin import committed_offsets, first_offset_from, start_offsets
 from kafkaio.settings import Settings
 from processor.batch import Outcome, Record, apply_batch
+from processor.metrics import WorkerMetrics
 from processor.sequencing import Sequencer
 
 log = logging.getLogger("ledger.worker")
+#: One key=value line per rejected row (INFO) or dead letter (WARNING): processor.logs.
+rejects_log = logging.getLogger("ledger.rejects")
 
 #: Exit code when a commit fails: the supervisor restarts the worker, which
 #: recovers its tables from the changelogs and replays from the last commit.
@@ -78,6 +81,7 @@ class BatchWorker:
         self.batch_lock = asyncio.Lock()
         #: partition -> (time of the last seek over a hole, seeks so far).
         self._seeks: dict[int, tuple[float, int]] = {}
+        self.metrics = WorkerMetrics(settings.transactions_topic)  # ops: /metrics
 
     async def on_assigned(self, tps: set[TP]) -> None:
         mine = {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
@@ -133,6 +137,7 @@ class BatchWorker:
         # dropped above, uncommitted, the next owner applies them.
         if not records:
             return
+        started = time.monotonic()  # ops: batch duration metric
         admitted = self.sequencer.admit(records)
         if admitted.duplicates:
             log.info("dropped %d records delivered twice", admitted.duplicates)
@@ -142,6 +147,17 @@ class BatchWorker:
         sent += await self._report(outcome)
         await self._confirm(sent)
         await self._commit(outcome.last_offsets)
+        # ops: one metrics update per committed batch
+        self.metrics.batch_done(
+            applied=outcome.applied,
+            reasons=outcome.reasons,
+            dead_lettered=len(outcome.dead),
+            changelog={
+                "accounts": len(outcome.account_writes),
+                "deposits": len(outcome.deposit_writes),
+            },
+            seconds=time.monotonic() - started,
+        )
         self.applied += outcome.applied
         self.rejected.update(outcome.reasons)
         self.dead_lettered += len(outcome.dead)
@@ -228,7 +244,16 @@ class BatchWorker:
         futures = []
         for record, rejection in outcome.rejected:
             rejection["source"] = _source(record)
-            log.debug("rejected %s", rejection)
+            rejects_log.info(
+                "event=rejected topic=%s partition=%d offset=%d reason=%s client=%s tx=%s line=%s",
+                record.topic,
+                record.partition,
+                record.offset,
+                rejection["reason"],
+                rejection["client"],
+                rejection["tx"],
+                rejection["line"],
+            )
             futures.append(
                 await producer.send(
                     self.settings.rejected_topic,
@@ -240,12 +265,12 @@ class BatchWorker:
                 )
             )
         for record, detail in outcome.dead:
-            log.warning(
-                "dead-letter topic=%s partition=%d offset=%d reason=malformed detail=%s",
+            rejects_log.warning(
+                "event=dead_lettered topic=%s partition=%d offset=%d reason=malformed detail=%s",
                 record.topic,
                 record.partition,
                 record.offset,
-                detail,
+                orjson.dumps(detail).decode(),  # quoted: the detail has spaces
             )
             headers = [
                 ("reason", b"malformed"),
@@ -278,6 +303,7 @@ class BatchWorker:
             # writes are already in the changelog. Writing anything more could
             # break the one-uncommitted-batch rule, so stop now, hard.
             _stop("commit of %s failed (revoked: %s); stopping", offsets, revoked)
+        self.metrics.record_commit({tp.partition: o for tp, o in offsets.items()})  # ops: lag
 
 
 def _stop(message: str, *args: Any) -> NoReturn:
