@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.workload import generate
 from kafkaio.admin import ensure_topic
-from tests.helpers import run
+from tests.helpers import REPO_ROOT, run
 from tests.pipeline import Pipeline
 
 pytestmark = pytest.mark.kafka
@@ -146,6 +148,18 @@ def test_readyz_is_200_for_the_owner_and_503_with_a_reason_for_a_surplus_replica
         time.sleep(0.3)
     idle = next(json.loads(body) for code, body in answers if code == 503)
     assert idle["partitions"] == [] and idle["recovered"] and not idle["rebalancing"]
+
+    # compose.yaml's healthcheck command, pointed at these workers' ports.
+    outcomes = sorted(compose_healthcheck(pipeline.web_ports[w.pid]) for w in (first, second))
+    assert outcomes == [0, 1]
+
+
+def compose_healthcheck(port: int) -> int:
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (the `test` extra)")
+    compose = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
+    _cmd, _python, flag, code = compose["services"]["worker"]["healthcheck"]["test"]
+    code = code.replace("127.0.0.1:6066", f"127.0.0.1:{port}")
+    return subprocess.run([sys.executable, flag, code], capture_output=True).returncode
 
 
 def _send(pipeline: Pipeline, values: list[bytes]) -> list[tuple[int, int]]:
