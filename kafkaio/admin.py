@@ -5,13 +5,21 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from kafkaio.errors import BrokerUnavailable, KafkaIOError, TopicMissing
+from kafkaio.errors import BrokerUnavailable, DeliveryFailed, KafkaIOError, TopicMissing
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -190,3 +198,139 @@ def read_to_end(bootstrap: str, topic: str, partitions: int) -> Iterator[Any]:
                     raise KafkaIOError(f"reading {topic}: {error}")
     finally:
         consumer.close()
+
+
+# --- consumer groups and topic rebuilds (ledger-admin) ------------------------------------
+
+#: Group states in which no consumer holds partitions. Tansu reports no member
+#: list at all (an active group shows STABLE with members=[]), so the state,
+#: not the member count, is what tells an idle group from an active one.
+IDLE_GROUP_STATES = frozenset({"EMPTY", "DEAD"})
+
+
+@dataclass(frozen=True)
+class GroupState:
+    state: str
+    members: int
+
+    @property
+    def idle(self) -> bool:
+        return self.state in IDLE_GROUP_STATES and self.members == 0
+
+
+@translated
+def group_state(bootstrap: str, group: str) -> GroupState:
+    """The group's state (STABLE, EMPTY, DEAD, ...) and how many members the broker lists."""
+    admin = admin_client(bootstrap)
+    described = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    return GroupState(described.state.name, len(described.members))
+
+
+def join_refused(bootstrap: str, group: str, topic: str, timeout: float = 5.0) -> bool:
+    """Try to join `group` with a protocol no worker uses; True if the broker refused.
+
+    For brokers whose group description cannot be trusted: Tansu 0.6 lists
+    no members, and keeps a group STABLE after its last member stopped until
+    some group request makes it look again (measured: 40 s and more). A
+    JoinGroup is such a request. While any member is alive the broker refuses
+    it (INCONSISTENT_GROUP_PROTOCOL: the workers' assignor is Faust's, ours is
+    roundrobin), so a running group is never rebalanced by this; on an empty
+    group the join succeeds and we leave at once.
+    """
+    refused: list[KafkaError] = []
+    joined: list[bool] = []
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "partition.assignment.strategy": "roundrobin",
+            "error_cb": lambda error: refused.append(error),
+        }
+    )
+    try:
+        consumer.subscribe([topic], on_assign=lambda _c, _partitions: joined.append(True))
+        deadline = time.monotonic() + timeout
+        while not refused and not joined and time.monotonic() < deadline:
+            consumer.poll(0.2)
+    finally:
+        consumer.close()
+    return not joined
+
+
+@translated
+def set_group_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """Commit `offsets` (partition -> next offset to read) for `group`, which must be idle.
+
+    AlterConsumerGroupOffsets: Kafka refuses it while the group has members,
+    which guards the window between our idle check and this call; Tansu 0.6
+    accepts it as well (measured).
+    """
+    admin = admin_client(bootstrap)
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
+    )
+    result = admin.alter_consumer_group_offsets([request], request_timeout=30)[group].result()
+    failed = [tp for tp in result.topic_partitions if tp.error is not None]
+    if failed:
+        raise KafkaIOError(f"could not reset offsets of group {group!r}: {failed}")
+
+
+@translated
+def recreate_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    replication: int,
+    config: dict[str, str],
+    timeout: float = 60.0,
+) -> None:
+    """Delete `topic` if it exists and create it again, empty, with this layout.
+
+    Kafka deletes a topic asynchronously: a create right after the delete can
+    fail with TOPIC_ALREADY_EXISTS (marked for deletion) for a while, so the
+    create is retried until `timeout`. Tansu deletes at once.
+    """
+    admin = admin_client(bootstrap)
+    if topic in admin.list_topics(timeout=10).topics:
+        try:
+            admin.delete_topics([topic], operation_timeout=30)[topic].result(timeout=60)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaIOError(f"cannot delete topic {topic!r}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    while True:
+        futures = admin.create_topics([NewTopic(topic, partitions, replication, config=config)])
+        try:
+            futures[topic].result(timeout=30)
+            break
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise KafkaIOError(f"cannot create topic {topic!r}: {exc}") from exc
+            if time.monotonic() > deadline:
+                raise KafkaIOError(
+                    f"topic {topic!r} is still being deleted after {timeout:.0f}s"
+                ) from exc
+            time.sleep(1.0)
+    partition_count(bootstrap, topic)  # wait until metadata shows it
+
+
+def copy_topic(bootstrap: str, source: str, target: str, producer: Any) -> int:
+    """Republish every record of `source` to `target`, same key, value and headers.
+
+    Each key's records keep their order: a key lives in one source partition,
+    read in offset order, and the (idempotent) producer keeps per-partition
+    order in `target`, whose partition the producer's partitioner picks anew.
+    Returns the number of records copied.
+    """
+    copied = 0
+    for message in read_to_end(bootstrap, source, partition_count(bootstrap, source)):
+        producer.produce(
+            target, key=message.key(), value=message.value(), headers=message.headers()
+        )
+        copied += 1
+        if copied % 10_000 == 0:
+            producer.poll(0)
+    if producer.flush(60) != 0:
+        raise DeliveryFailed(f"copying {source} to {target}: some records were not delivered")
+    return copied

@@ -28,6 +28,7 @@ ENV = {
     "batch_seconds": "LEDGER_BATCH_SECONDS",
     "web_port": "LEDGER_WEB_PORT",
     "log_level": "LEDGER_LOG_LEVEL",
+    "rejects_log_level": "LEDGER_REJECTS_LOG_LEVEL",
 }
 
 
@@ -51,11 +52,13 @@ class Settings:
     #: runs on the embedded broker use a few seconds.
     request_timeout: float = 40.0
     #: Most events a worker applies between two commits.
-    batch_size: int = 10_000
+    batch_size: int = 50_000
     #: Longest a worker waits to fill a batch, seconds.
     batch_seconds: float = 0.2
     web_port: int = 6066
     log_level: str = "warning"
+    #: Level of the `ledger.rejects` log (processor.logs); empty: `log_level`.
+    rejects_log_level: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -26,11 +26,14 @@ from faust.types import TP
 from kafkaio.admin import committed_offsets, first_offset_from, start_offsets
 from kafkaio.settings import Settings
 from processor.batch import Outcome, Record, apply_batch
+from processor.metrics import WorkerMetrics
 from processor.sequencing import Sequencer
 from processor.transport import use_batch_transport
 from processor.writer import WriteFailed, Writer
 
 log = logging.getLogger("ledger.worker")
+#: One key=value line per rejected row (INFO) or dead letter (WARNING): processor.logs.
+rejects_log = logging.getLogger("ledger.rejects")
 
 #: Exit code when a commit fails: the supervisor restarts the worker, which
 #: recovers its tables from the changelogs and replays from the last commit.
@@ -85,6 +88,7 @@ class BatchWorker:
         self.batch_lock = asyncio.Lock()
         #: partition -> (time of the last seek over a hole, seeks so far).
         self._seeks: dict[int, tuple[float, int]] = {}
+        self.metrics = WorkerMetrics(settings.transactions_topic)
 
     async def on_assigned(self, tps: set[TP]) -> None:
         mine = {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
@@ -165,6 +169,16 @@ class BatchWorker:
         seconds["confirm"] += confirmed - sent
         seconds["commit"] += committed - confirmed
         self.batches += 1
+        self.metrics.batch_done(
+            applied=outcome.applied,
+            reasons=outcome.reasons,
+            dead_lettered=len(outcome.dead),
+            changelog={
+                "accounts": len(outcome.account_writes),
+                "deposits": len(outcome.deposit_writes),
+            },
+            seconds=committed - started,
+        )
         self.applied += outcome.applied
         self.rejected.update(outcome.reasons)
         self.dead_lettered += len(outcome.dead)
@@ -225,7 +239,7 @@ class BatchWorker:
         co-partitioned with `transactions`, so recovery finds a client's state
         where its events are.
         """
-        store = table.data
+        store = _dict_of(table)
         for _partition, key, value in writes:
             store[key] = value
         self.writer.send_many(table.changelog_topic.get_topic_name(), writes)
@@ -241,15 +255,24 @@ class BatchWorker:
         send = self.writer.send
         for record, rejection in outcome.rejected:
             rejection["source"] = _source(record)
-            log.debug("rejected %s", rejection)
-            send(self.settings.rejected_topic, record.key, orjson.dumps(rejection))
-        for record, detail in outcome.dead:
-            log.warning(
-                "dead-letter topic=%s partition=%d offset=%d reason=malformed detail=%s",
+            rejects_log.info(
+                "event=rejected topic=%s partition=%d offset=%d reason=%s client=%s tx=%s line=%s",
                 record.topic,
                 record.partition,
                 record.offset,
-                detail,
+                rejection["reason"],
+                rejection["client"],
+                rejection["tx"],
+                rejection["line"],
+            )
+            send(self.settings.rejected_topic, record.key, orjson.dumps(rejection))
+        for record, detail in outcome.dead:
+            rejects_log.warning(
+                "event=dead_lettered topic=%s partition=%d offset=%d reason=malformed detail=%s",
+                record.topic,
+                record.partition,
+                record.offset,
+                orjson.dumps(detail).decode(),  # quoted: the detail has spaces
             )
             headers = [
                 ("reason", b"malformed"),
@@ -272,6 +295,7 @@ class BatchWorker:
             # writes are already in the changelog. Writing anything more could
             # break the one-uncommitted-batch rule, so stop now, hard.
             _stop("commit of %s failed (revoked: %s); stopping", offsets, revoked)
+        self.metrics.record_commit({tp.partition: o for tp, o in offsets.items()})
 
 
 def _stop(message: str, *args: Any) -> NoReturn:
@@ -282,7 +306,11 @@ def _stop(message: str, *args: Any) -> NoReturn:
 
 
 def _dict_of(table: Any) -> Any:
-    """The plain dict under a table's memory store (the store's own get() costs an exception per miss)."""
+    """The plain dict under a table's memory store.
+
+    The store's own `get` raises and catches a KeyError per missing key, and
+    nearly every deposit is a missing key when it is checked for a duplicate.
+    """
     return getattr(table.data, "data", table.data)
 
 
@@ -335,9 +363,5 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
-        if os.environ.get('XGC') == 'off':
-            gc.disable()
-        elif os.environ.get('XGC'):
-            gc.set_threshold(*map(int, os.environ['XGC'].split(',')))
 
     return worker

@@ -5,6 +5,16 @@ value, so reading it to its end rebuilds the table. With `--wait` the exporter
 first waits until the worker group has committed everything in `transactions`;
 workers commit a batch only after its changelog records are acknowledged, so
 at that point the changelog reflects every input row.
+
+Without `--wait`, while workers go on, the snapshot is the state as of the
+committed offsets printed on the `as-of:` line, exactly: those offsets are
+read first, then the changelog to its end, and an entry written by a batch
+at or past the as-of offset of its partition (its `offset` field says so,
+docs/exactness.md) is left out, the key keeping its last entry from before.
+Committed batches' records are acknowledged before the commit, so every
+entry up to the as-of point is there. (Where compaction has already removed
+that earlier entry, the later one's `before` stands in: it is the state at
+the start of the first batch past the as-of point.)
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -30,9 +41,12 @@ class WaitTimeout(KafkaIOError):
     pass
 
 
-def load_accounts(settings: Settings) -> dict[int, Account]:
+def load_accounts(settings: Settings, as_of: Mapping[int, int] | None = None) -> dict[int, Account]:
+    """Every account, or, with `as_of` (partition -> committed offset), as of those offsets."""
     topic = settings.changelog_topic("accounts")
     accounts: dict[int, Account] = {}
+    #: Accounts seen only in entries past the as-of point: their value before that.
+    earlier: dict[int, Account | None] = {}
     try:
         partitions = partition_count(settings.bootstrap_servers, topic, timeout=2)
     except TopicMissing:
@@ -42,10 +56,18 @@ def load_accounts(settings: Settings) -> dict[int, Account]:
         value = message.value()
         if value is None:
             accounts.pop(client, None)  # a tombstone: the account was removed by a rebuild
+            earlier.pop(client, None)
             continue
-        account = decode_account(value).value
-        assert isinstance(account, Account)
-        accounts[client] = account
+        stored = decode_account(value)
+        if as_of is not None and stored.offset >= max(as_of.get(message.partition(), 0), 0):
+            if client not in accounts:
+                earlier.setdefault(client, stored.before)  # type: ignore[arg-type]
+            continue
+        assert isinstance(stored.value, Account)
+        accounts[client] = stored.value
+    for client, before in earlier.items():
+        if client not in accounts and before is not None:
+            accounts[client] = before
     return accounts
 
 
@@ -106,7 +128,7 @@ def cli(
         topic = settings.transactions_topic
         partitions = partition_count(settings.bootstrap_servers, topic, timeout=2)
         as_of = committed_offsets(settings.bootstrap_servers, settings.app_id, topic, partitions)
-        accounts = load_accounts(settings)
+        accounts = load_accounts(settings, as_of)
     except WaitTimeout as exc:
         click.echo(f"export-snapshot: {exc}", err=True)
         sys.exit(EXIT_TIMEOUT)

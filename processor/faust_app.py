@@ -10,7 +10,9 @@ import faust
 
 from kafkaio.settings import Settings
 from processor.agent import install
+from processor.logs import configure_rejects_log
 from processor.producer_metadata import keep_known_topics_on_add
+from processor.web import install_web
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -55,7 +57,11 @@ def create_app(settings: Settings) -> faust.App:
         # `web_enabled=False` is not enough: `faust worker` sets it back to True
         # unless given --without-web, and a second worker then dies on the port.
         app.boot_strategy.enable_web = False
-    install(app, settings)
+    configure_rejects_log(settings)
+    worker = install(app, settings)
+    # /metrics, /livez, /readyz on the web server (processor.web); with the
+    # web server off they are registered but never served.
+    install_web(app, worker)
     return app
 
 

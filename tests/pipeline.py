@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embedded.broker import free_port
+
 BIN = Path(sys.executable).parent
 #: Exit code of a worker that must be restarted (processor.agent.EXIT_COMMIT_FAILED).
 EXIT_RESTART = 75
@@ -43,6 +45,10 @@ class Pipeline:
     name: str
     partitions: int = 4
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: Extra environment of the workers started next, and of the tools.
+    extra_env: dict[str, str] = field(default_factory=dict)
+    #: pid -> the web port of a worker started with one (restarts keep it).
+    web_ports: dict[int, int] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
@@ -60,6 +66,7 @@ class Pipeline:
             LEDGER_REQUEST_TIMEOUT="5",
             LEDGER_WEB_PORT="0",
         )
+        env.update(self.extra_env)
         return env
 
     def produce(self, csv: Path, *args: str) -> Result:
@@ -90,24 +97,34 @@ class Pipeline:
         """Restart workers that exit with 75, as compose/Kubernetes would (restart on failure)."""
         for i, proc in enumerate(self.workers):
             if proc.poll() == EXIT_RESTART:
-                self.workers[i] = self._spawn()
+                self.workers[i] = self._spawn(self.web_ports.pop(proc.pid, None))
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        proc = self._spawn()
+    def start_worker(self, web: bool = False) -> subprocess.Popen[bytes]:
+        """A worker; with `web`, its web server on a free 127.0.0.1 port (`web_url`)."""
+        proc = self._spawn(free_port() if web else None)
         self.workers.append(proc)
         return proc
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def web_url(self, proc: subprocess.Popen[bytes], path: str) -> str:
+        return f"http://127.0.0.1:{self.web_ports[proc.pid]}{path}"
+
+    def _spawn(self, web_port: int | None = None) -> subprocess.Popen[bytes]:
         n = next(self._counter)
         log = open(self.workdir / f"worker-{n}.log", "wb")  # noqa: SIM115
+        env, web = self.env, []
+        if web_port is not None:
+            env["LEDGER_WEB_PORT"] = str(web_port)
+            web = ["--web-bind", "127.0.0.1"]  # the image binds 0.0.0.0; tests stay local
         proc = subprocess.Popen(
-            [script("faust"), "-A", "processor", "worker", "-l", "warn"],
-            env=self.env,
+            [script("faust"), "-A", "processor", "worker", "-l", "warn", *web],
+            env=env,
             cwd=self.workdir,  # Faust keeps a data directory in its working directory
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+        if web_port is not None:
+            self.web_ports[proc.pid] = web_port
         return proc
 
     def stop_worker(
@@ -127,6 +144,10 @@ class Pipeline:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+    def run(self, name: str, *args: str, timeout: float = 300) -> Result:
+        """A console script of ours with this pipeline's settings."""
+        return self._run(name, *args, timeout=timeout)
 
     def _run(self, name: str, *args: str, timeout: float = 300) -> Result:
         done = subprocess.run(

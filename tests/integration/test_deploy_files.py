@@ -55,12 +55,22 @@ def script_options(name: str) -> frozenset[str]:
     module_name, _, _ = console_scripts()[name].partition(":")
     module = importlib.import_module(module_name)
     commands = [v for v in vars(module).values() if isinstance(v, click.Command)]
+    # A group's subcommands are module-level commands too: keep the top one.
+    inner = {id(c) for g in commands if isinstance(g, click.Group) for c in g.commands.values()}
+    commands = [c for c in commands if id(c) not in inner]
     assert len(commands) == 1, f"{module_name} should define one click command"
     options = {"--help", "-h"}
-    for param in commands[0].params:
-        options.update(param.opts)
-        options.update(param.secondary_opts)
+    for command in _with_subcommands(commands[0]):
+        for param in command.params:
+            options.update(param.opts)
+            options.update(param.secondary_opts)
     return frozenset(options)
+
+
+def _with_subcommands(command: click.Command) -> list[click.Command]:
+    if isinstance(command, click.Group):
+        return [command, *(c for sub in command.commands.values() for c in _with_subcommands(sub))]
+    return [command]
 
 
 def check_command(argv: list[str], where: str) -> None:
@@ -290,7 +300,7 @@ def test_every_k8s_container_takes_its_settings_from_the_configmap() -> None:
             assert configmap["metadata"]["name"] in refs, f"{doc['__file__']}: envFrom"
 
 
-def test_the_k8s_worker_is_two_replicas_probed_on_the_faust_web_port() -> None:
+def test_the_k8s_worker_is_two_replicas_probed_over_http_on_the_faust_web_port() -> None:
     (deployment,) = (d for d in of_kind("Deployment") if d["metadata"]["name"] == "ledger-worker")
     assert deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]["spec"]
@@ -298,10 +308,31 @@ def test_the_k8s_worker_is_two_replicas_probed_on_the_faust_web_port() -> None:
     assert pod.get("restartPolicy", "Always") == "Always", "exit code 75 must lead to a restart"
     (worker,) = containers(deployment)
     assert worker["resources"]["requests"] and worker["resources"]["limits"]
-    probe_port = worker["livenessProbe"]["tcpSocket"]["port"]
     ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
-    port = ports[probe_port] if isinstance(probe_port, str) else probe_port
-    assert port == int(settings_configmap()["LEDGER_WEB_PORT"]), "probe the Faust web server"
+    web_port = int(settings_configmap()["LEDGER_WEB_PORT"])
+    # Live = serves HTTP (restart otherwise); ready = owns partitions, tables recovered.
+    expected = {"startupProbe": "/livez", "livenessProbe": "/livez", "readinessProbe": "/readyz"}
+    for probe, path in expected.items():
+        http = worker[probe]["httpGet"]
+        assert http["path"] == path, f"{probe} should GET {path}"
+        port = ports[http["port"]] if isinstance(http["port"], str) else http["port"]
+        assert port == web_port, f"{probe}: probe the Faust web server"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == web_port
+
+
+def test_the_compose_worker_is_healthy_when_readyz_answers_200() -> None:
+    worker = compose_services()["worker"]
+    test = as_argv(worker["healthcheck"]["test"])
+    # The image has python, not curl: the check is a python one-liner.
+    assert test[:3] == ["CMD", "python", "-c"], test
+    url = re.search(r"http://127\.0\.0\.1:(\d+)(/\S+?)'", test[3])
+    assert url, test[3]
+    assert int(url.group(1)) == int(environment(worker)["LEDGER_WEB_PORT"])
+    assert url.group(2) == "/readyz"
+    compile(test[3], "healthcheck", "exec")  # valid python
+    assert worker["healthcheck"]["start_period"], "table recovery needs a start period"
 
 
 def test_the_k8s_jobs_export_with_wait_and_produce_from_a_mounted_file() -> None:

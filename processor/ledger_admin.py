@@ -1,0 +1,238 @@
+"""`ledger-admin`: look at a deployment (`status`) and rebuild its state from the input (`rebuild`).
+
+The ledger's state is a function of the `transactions` topic alone: the
+tables are the changelogs, and the changelogs are what the workers wrote
+while applying `transactions` from its start. So a rebuild is: stop the
+workers, empty the two changelogs, move the group's committed offsets back
+to the start of `transactions`, start the workers. They recover empty
+tables and apply everything again, with the same result (the rules are
+deterministic and per-client order is the topic's order).
+
+`faust -A processor reset` is no substitute: it deletes a worker's *local*
+table files, which for the `memory://` store we use do not exist; it touches
+neither the changelog topics nor the committed offsets, so a worker started
+after it recovers exactly the state it had.
+
+Everything here speaks the Kafka admin protocol through confluent-kafka and
+works on Kafka and on Tansu (kafkaio.admin says where they differ).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+from confluent_kafka import Producer
+
+from kafkaio.admin import (
+    GroupState,
+    committed_offsets,
+    copy_topic,
+    end_offsets,
+    group_state,
+    join_refused,
+    partition_count,
+    recreate_topic,
+    set_group_offsets,
+    start_offsets,
+)
+from kafkaio.errors import KafkaIOError, TopicMissing
+from kafkaio.settings import Settings
+from producers.csv_producer import producer_config
+
+#: Exit code of `rebuild` while the worker group still has members: stop the workers first.
+EXIT_WORKERS_RUNNING = 4
+TABLES = ("accounts", "deposits")
+#: What Faust itself sets on a table's changelog (and nothing else: no retention).
+CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+
+
+def _settings(bootstrap_servers: str | None, app_id: str | None) -> Settings:
+    return Settings.from_env(bootstrap_servers=bootstrap_servers, app_id=app_id)
+
+
+def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--app-id", help="Overrides LEDGER_APP_ID (the worker group).")(fn)
+    return click.option("--bootstrap-servers", help="Overrides KAFKA_BOOTSTRAP_SERVERS.")(fn)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"ledger-admin: {message}", err=True)
+    sys.exit(code)
+
+
+def _wait_idle(bootstrap: str, group: str, topic: str, timeout: float) -> GroupState:
+    """The group's state once idle, or as it is at `timeout`.
+
+    A worker stopped a moment ago may still count: the broker drops a member
+    that did not leave cleanly only after the session timeout
+    (LEDGER_SESSION_TIMEOUT). Where the broker lists no members (Tansu),
+    its state is refreshed by a join attempt (kafkaio.admin.join_refused).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        state = group_state(bootstrap, group)
+        if state.idle:
+            return state
+        if state.members == 0 and not join_refused(bootstrap, group, topic):
+            return GroupState("EMPTY", 0)
+        if time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)
+
+
+def _describe(group: str, state: GroupState) -> str:
+    # Tansu lists no members even for an active group: then only the state says.
+    return f"group {group!r}: state={state.state} members={state.members}"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Operate the ledger: `status` of the worker group, `rebuild` of all state."""
+
+
+@cli.command()
+@_common
+def status(bootstrap_servers: str | None, app_id: str | None) -> None:
+    """Group state, committed offsets against partition ends (lag), changelogs."""
+    try:
+        settings = _settings(bootstrap_servers, app_id)
+        bootstrap, topic = settings.bootstrap_servers, settings.transactions_topic
+        state = group_state(bootstrap, settings.app_id)
+        partitions = partition_count(bootstrap, topic, timeout=2)
+        ends = end_offsets(bootstrap, topic, partitions)
+        done = committed_offsets(bootstrap, settings.app_id, topic, partitions)
+        changelogs = {}
+        for table in TABLES:
+            name = settings.changelog_topic(table)
+            try:
+                changelogs[name] = str(partition_count(bootstrap, name, timeout=2))
+            except TopicMissing:
+                changelogs[name] = "missing"
+    except KafkaIOError as exc:
+        _fail(str(exc))
+    click.echo(_describe(settings.app_id, state))
+    click.echo(f"topic {topic!r}: {partitions} partitions")
+    click.echo("partition  committed        end        lag")
+    total = 0
+    for p in range(partitions):
+        committed = done.get(p, -1)
+        lag = ends[p] - max(committed, 0)
+        total += lag
+        shown = str(committed) if committed >= 0 else "-"
+        click.echo(f"{p:>9} {shown:>10} {ends[p]:>10} {lag:>10}")
+    click.echo(f"total lag: {total}")
+    for name, count in changelogs.items():
+        click.echo(f"changelog {name!r}: {count} partitions")
+
+
+@cli.command()
+@_common
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the group to have no members before refusing (exit 4).",
+)
+@click.option(
+    "--to-topic",
+    help="First copy the input into this new topic (with --partitions), and rebuild from it.",
+)
+@click.option(
+    "--partitions",
+    type=int,
+    help="With --to-topic: the new topic's partition count (default LEDGER_PARTITIONS).",
+)
+def rebuild(
+    bootstrap_servers: str | None,
+    app_id: str | None,
+    yes: bool,
+    timeout: float,
+    to_topic: str | None,
+    partitions: int | None,
+) -> None:
+    """Rebuild all state from the input topic. The workers must be stopped.
+
+    Empties the changelogs `<app id>-accounts-changelog` and
+    `<app id>-deposits-changelog` (delete and create again) and sets the
+    group's committed offsets to the start of the input topic; the next
+    workers apply every transaction again. With --to-topic, the input is
+    first copied, record by record, into a new topic with --partitions
+    partitions (clients are hashed anew), and the state is rebuilt for it.
+    Exit 4: the group still has members (workers are running).
+    """
+    try:
+        settings = _settings(bootstrap_servers, app_id)
+        bootstrap, group = settings.bootstrap_servers, settings.app_id
+        state = _wait_idle(bootstrap, group, settings.transactions_topic, timeout)
+        if not state.idle:
+            _fail(
+                f"{_describe(group, state)} after {timeout:.0f}s: workers are running; "
+                "stop every worker of this app id first (a worker keeps its tables in "
+                "memory and would write its old state back)",
+                EXIT_WORKERS_RUNNING,
+            )
+        source = settings.transactions_topic
+        topic = to_topic or source
+        if to_topic is None and partitions is not None:
+            _fail("--partitions changes the layout: give --to-topic NEW_TOPIC as well")
+        if to_topic is not None:
+            partitions = partitions or settings.partitions
+            try:
+                partition_count(bootstrap, to_topic, timeout=1)
+                _fail(f"topic {to_topic!r} exists already: --to-topic needs a new topic")
+            except TopicMissing:
+                pass
+        else:
+            partitions = partition_count(bootstrap, source, timeout=2)
+        changelogs = [settings.changelog_topic(table) for table in TABLES]
+        if not yes:
+            plan = ""
+            if to_topic is not None:
+                plan = f"copy {source!r} to a new topic {topic!r} ({partitions} partitions), "
+            click.confirm(
+                f"This will {plan}delete and recreate {', '.join(changelogs)} and reset "
+                f"group {group!r} to the start of {topic!r}. Continue?",
+                abort=True,
+                err=True,
+            )
+        if to_topic is not None:
+            recreate_topic(bootstrap, to_topic, partitions, settings.replication_factor, {})
+            copied = copy_topic(bootstrap, source, to_topic, Producer(producer_config(settings)))
+            click.echo(f"copied {copied} records from {source!r} to {to_topic!r}", err=True)
+        starts = start_offsets(bootstrap, topic, partitions)
+        # Again, right before the reset: a worker may have been started meanwhile.
+        state = _wait_idle(bootstrap, group, settings.transactions_topic, 0)
+        if not state.idle:
+            _fail(
+                f"{_describe(group, state)}: a worker joined; nothing was reset",
+                EXIT_WORKERS_RUNNING,
+            )
+        set_group_offsets(bootstrap, group, topic, starts)
+        for name in changelogs:
+            recreate_topic(
+                bootstrap, name, partitions, settings.replication_factor, CHANGELOG_CONFIG
+            )
+    except KafkaIOError as exc:
+        _fail(str(exc))
+    offsets = " ".join(f"{p}:{o}" for p, o in sorted(starts.items()))
+    click.echo(f"group {group!r} reset to the start of {topic!r} (partition:offset) {offsets}")
+    click.echo(f"changelogs recreated empty: {', '.join(changelogs)}")
+    if to_topic is not None:
+        click.echo(
+            f"now run every worker, producer and exporter with "
+            f"LEDGER_TRANSACTIONS_TOPIC={to_topic} LEDGER_PARTITIONS={partitions}"
+        )
+    click.echo(
+        "start the workers: they apply every transaction again. The rejected and "
+        "dead-letter topics receive the replay's entries once more (same source offsets)."
+    )
+
+
+def main() -> None:
+    cli(prog_name="ledger-admin")

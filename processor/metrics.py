@@ -1,0 +1,137 @@
+"""Prometheus metrics of one worker, served on `/metrics` by Faust's web server.
+
+prometheus-client is the maintained Python client of the Prometheus project:
+the exposition format comes from it (`generate_latest`), never hand-written.
+Each worker has its own CollectorRegistry, not the library's global one, so
+several apps in one process (tests) never share or double-register series,
+and a scrape shows only the ledger's series.
+
+The agent tells this object two things and nothing else: a batch was
+committed (`batch_done`) and which offsets it committed (`record_commit`).
+Lag is computed when scraped (`lag_source`), so an idle or stuck worker still
+reports fresh figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+#: Content type of the text exposition format that `generate_latest` writes
+#: (UTF-8, the format's default; aiohttp refuses a charset in this argument).
+CONTENT_TYPE = "text/plain; version=0.0.4"
+
+#: Seconds per batch, from the batch reaching the agent to its commit. A
+#: batch holds up to LEDGER_BATCH_SIZE events (10k by default, ~1 s at 11k
+#: events/s), so the buckets reach well past a second.
+BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+#: Returns {partition: records not yet committed} for the partitions this
+#: worker owns right now; partitions whose end is not known yet are left out.
+LagSource = Callable[[], Mapping[int, int]]
+#: A reason name: str, or ledger.Reason (a StrEnum).
+R = TypeVar("R", bound=str)
+
+
+class WorkerMetrics:
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.applied = Counter(
+            "ledger_events_applied",
+            "Events the rules accepted and applied to the tables.",
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "ledger_events_rejected",
+            "Well-formed events the rules refused, by reason (sent to the rejected topic).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.dead_lettered = Counter(
+            "ledger_events_dead_lettered",
+            "Undecodable or malformed messages sent to the dead-letter topic.",
+            registry=self.registry,
+        )
+        self.changelog = Counter(
+            "ledger_changelog_records_written",
+            "Changelog records written, by table (one per touched key per batch).",
+            ["table"],
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "ledger_batch_duration_seconds",
+            "Seconds to apply, write, confirm and commit one batch.",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.batches = Counter(
+            "ledger_batches_committed", "Batches committed.", registry=self.registry
+        )
+        #: partition -> the offset this worker committed last (the next to read).
+        self.committed: dict[int, int] = {}
+        #: Set by whoever knows the consumer (processor.web); None: no lag series.
+        self.lag_source: LagSource | None = None
+        self.registry.register(_LagCollector(self))
+
+    def batch_done(
+        self,
+        applied: int,
+        reasons: Mapping[R, int],
+        dead_lettered: int,
+        changelog: Mapping[str, int],
+        seconds: float,
+    ) -> None:
+        """One committed batch: what it applied, refused and wrote, and how long it took."""
+        self.applied.inc(applied)
+        for reason, n in reasons.items():
+            self.rejected.labels(reason=str(reason)).inc(n)  # a StrEnum prints its value
+        self.dead_lettered.inc(dead_lettered)
+        for table, n in changelog.items():
+            self.changelog.labels(table=table).inc(n)
+        self.batch_seconds.observe(seconds)
+        self.batches.inc()
+
+    def record_commit(self, offsets: Mapping[int, int]) -> None:
+        """The offsets (next to read, per partition) the agent has just committed."""
+        self.committed.update(offsets)
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions given away: their commits are another worker's now."""
+        for partition in partitions:
+            self.committed.pop(partition, None)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _LagCollector(Collector):
+    """Consumer lag per owned partition, read at scrape time."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        # Without this the registry would call collect() at registration,
+        # before any consumer exists.
+        return [self._family()]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        source = self.metrics.lag_source
+        if source is not None:
+            for partition, lag in sorted(source().items()):
+                family.add_metric([self.metrics.topic, str(partition)], lag)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "ledger_consumer_lag",
+            "Records in an owned partition not yet committed (highwater - committed offset).",
+            labels=["topic", "partition"],
+        )

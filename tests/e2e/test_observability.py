@@ -1,0 +1,227 @@
+"""A running worker's /metrics, /livez, /readyz and its `ledger.rejects` log lines.
+
+Workers here serve Faust's web server on a free 127.0.0.1 port; the figures
+they report are checked against `process-csv`'s summary for the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.workload import generate
+from kafkaio.admin import ensure_topic
+from tests.helpers import REPO_ROOT, run
+from tests.pipeline import Pipeline
+
+pytestmark = pytest.mark.kafka
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_for(url: str, status: int, timeout: float = 90) -> bytes:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            code, body = get(url)
+            if code == status:
+                return body
+            last = (code, body)
+        except OSError as exc:  # not listening yet
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer {status} in {timeout:.0f}s; last: {last!r}")
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape, keyed by (name, sorted labels)."""
+    code, body = get(url)
+    assert code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def summary_counts(csv: Path) -> dict[str, int]:
+    """`process-csv`'s summary line as a dict: rows, applied, malformed and each reason."""
+    line = run(csv, "--on-error", "silent").stderr.decode().strip().splitlines()[-1]
+    assert line.startswith("summary: "), line
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+
+
+def test_metrics_count_what_process_csv_counts_and_lag_drains_to_zero(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:  # R19
+    csv = tmp_path / "in.csv"
+    csv.write_text("".join(generate(4_000, 150, seed=21, dirty=True)))
+    expected = summary_counts(csv)
+    worker = pipeline.start_worker(web=True)
+    metrics = pipeline.web_url(worker, "/metrics")
+    wait_for(pipeline.web_url(worker, "/readyz"), 200)
+
+    assert pipeline.produce(csv).returncode == 0
+    exported = pipeline.export()
+    assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
+    assert exported.stdout == run(csv).stdout
+
+    # The agent counts a batch right after committing it: give it a moment.
+    deadline = time.monotonic() + 30
+    while scrape(metrics).get(("ledger_events_applied_total", ())) != expected["applied"]:
+        assert time.monotonic() < deadline, scrape(metrics)
+        time.sleep(0.3)
+    samples = scrape(metrics)
+    rejected = {
+        dict(labels)["reason"]: int(value)
+        for (name, labels), value in samples.items()
+        if name == "ledger_events_rejected_total"
+    }
+    # produce-csv never publishes a malformed row: the worker sees the rest.
+    reasons = {k: v for k, v in expected.items() if k not in {"rows", "applied", "malformed"}}
+    assert rejected == {k: v for k, v in reasons.items() if v}
+    assert samples[("ledger_events_dead_lettered_total", ())] == 0
+    assert samples[("ledger_changelog_records_written_total", (("table", "accounts"),))] > 0
+    assert samples[("ledger_changelog_records_written_total", (("table", "deposits"),))] > 0
+    batches = samples[("ledger_batches_committed_total", ())]
+    assert batches >= 1
+    assert samples[("ledger_batch_duration_seconds_count", ())] == batches
+
+    topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
+    deadline = time.monotonic() + 30
+    while True:  # the highwater comes from the next fetch response
+        lag = {
+            dict(labels)["partition"]: value
+            for (name, labels), value in scrape(metrics).items()
+            if name == "ledger_consumer_lag" and dict(labels)["topic"] == topic
+        }
+        if sorted(lag) == [str(p) for p in range(pipeline.partitions)] and not any(lag.values()):
+            break
+        assert time.monotonic() < deadline, f"lag per partition: {lag}"
+        time.sleep(0.3)
+    assert json.loads(get(pipeline.web_url(worker, "/livez"))[1]) == {"live": True}
+
+
+def test_readyz_is_200_for_the_owner_and_503_with_a_reason_for_a_surplus_replica(
+    pipeline_factory: Any,
+) -> None:
+    pipeline = pipeline_factory.new(partitions=1)
+    ensure_topic(pipeline.bootstrap, pipeline.env["LEDGER_TRANSACTIONS_TOPIC"], 1)
+    first = pipeline.start_worker(web=True)
+    body = json.loads(wait_for(pipeline.web_url(first, "/readyz"), 200))
+    assert body == {
+        "ready": True,
+        "reason": "ready",
+        "partitions": [0],
+        "recovered": True,
+        "rebalancing": False,
+    }
+    second = pipeline.start_worker(web=True)
+    wait_for(pipeline.web_url(second, "/livez"), 200)
+    # One partition, two replicas: once the rebalance is over, exactly one owns it.
+    deadline = time.monotonic() + 90
+    while True:
+        answers = [get(pipeline.web_url(w, "/readyz")) for w in (first, second)]
+        states = sorted((code, json.loads(body)["reason"]) for code, body in answers)
+        if states == [(200, "ready"), (503, "no partitions assigned")]:
+            break
+        assert time.monotonic() < deadline, answers
+        time.sleep(0.3)
+    idle = next(json.loads(body) for code, body in answers if code == 503)
+    assert idle["partitions"] == [] and idle["recovered"] and not idle["rebalancing"]
+
+    # compose.yaml's healthcheck command, pointed at these workers' ports.
+    outcomes = sorted(compose_healthcheck(pipeline.web_ports[w.pid]) for w in (first, second))
+    assert outcomes == [0, 1]
+
+
+def compose_healthcheck(port: int) -> int:
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (the `test` extra)")
+    compose = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
+    _cmd, _python, flag, code = compose["services"]["worker"]["healthcheck"]["test"]
+    code = code.replace("127.0.0.1:6066", f"127.0.0.1:{port}")
+    return subprocess.run([sys.executable, flag, code], capture_output=True).returncode
+
+
+def _send(pipeline: Pipeline, values: list[bytes]) -> list[tuple[int, int]]:
+    """Publish under one key; (partition, offset) of each, in order."""
+    topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
+    ensure_topic(pipeline.bootstrap, topic, pipeline.partitions)
+    producer = Producer({"bootstrap.servers": pipeline.bootstrap, "enable.idempotence": True})
+    where: list[tuple[int, int]] = []
+    for value in values:
+        producer.produce(
+            topic,
+            key=b"5",
+            value=value,
+            on_delivery=lambda err, msg: where.append((msg.partition(), msg.offset())),
+        )
+        producer.flush(30)
+    assert len(where) == len(values)
+    return where
+
+
+def _tx(kind: str, tx: int, amount: int | None = None) -> bytes:
+    message: dict[str, Any] = {"type": kind, "client": 5, "tx": tx, "line": tx}
+    if amount is not None:
+        message["amount"] = amount
+    return orjson.dumps(message)
+
+
+def _line(log: str, event: str, topic: str, partition: int, offset: int) -> str | None:
+    pattern = re.compile(
+        rf"^ts=\S+ level=\w+ logger=ledger\.rejects event={event} topic={re.escape(topic)} "
+        rf"partition={partition} offset={offset} reason=\w+.*$",
+        re.M,
+    )
+    found = pattern.search(log)
+    return found.group(0) if found else None
+
+
+def test_each_rejected_row_and_dead_letter_gives_one_key_value_line_quiet_by_default(
+    pipeline: Pipeline,
+) -> None:  # R19
+    topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
+    # Default levels: the dead letter is logged (WARNING), the rejected row is not (INFO).
+    first = pipeline.start_worker()
+    (deposit, refused, poison) = _send(
+        pipeline, [_tx("deposit", 1, 10_000), _tx("withdrawal", 2, 10**9), b"not json"]
+    )
+    assert pipeline.export().returncode == 0
+    assert pipeline.stop_worker(first) == 0
+    log = pipeline.logs()
+    dead = _line(log, "dead_lettered", topic, *poison)
+    assert dead and "level=warning" in dead and "reason=malformed" in dead, log
+    assert _line(log, "rejected", topic, *refused) is None, log
+    assert "event=" not in log.replace(dead, ""), "one line per message, nothing per batch"
+
+    # LEDGER_REJECTS_LOG_LEVEL=info turns the rejected-row lines on.
+    pipeline.extra_env["LEDGER_REJECTS_LOG_LEVEL"] = "info"
+    pipeline.start_worker()
+    (refused_again, poison_again) = _send(pipeline, [_tx("dispute", 77), b"\xff"])
+    assert pipeline.export().returncode == 0
+    log = pipeline.logs()
+    rejected = _line(log, "rejected", topic, *refused_again)
+    assert rejected and "level=info" in rejected and "reason=unknown_tx" in rejected, log
+    assert "client=5 tx=77" in rejected
+    assert _line(log, "dead_lettered", topic, *poison_again), log
+    assert deposit[1] < refused[1]
