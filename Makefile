@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## the whole suite: unit, integration (real broker), end to end
+## the whole suite: unit, integration (real broker), end to end, a short SIGKILL chaos run
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not chaos"
+	$(BIN)/python -m pytest
 
 ## unit tests only (no broker, seconds)
 test-fast: $(STAMP)

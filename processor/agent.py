@@ -72,7 +72,7 @@ class BatchWorker:
         )
         self.writer = Writer(settings.bootstrap_servers, settings.request_timeout)
         #: Seconds spent per step of a batch since start, and batches done.
-        self.seconds: Counter[str] = Counter()
+        self.seconds: dict[str, float] = dict.fromkeys(("apply", "send", "confirm", "commit"), 0.0)
         self.batches = 0
         self.applied = 0
         #: Rows refused by the rules, per reason, and messages sent to the DLQ.
@@ -346,7 +346,7 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
     async def log_counts() -> None:
         log.info("since start: %s", worker.counts())
 
-    async def log_final_counts(_sender: Any, **_: Any) -> None:
+    async def log_final_counts(_sender: Any, /, *_args: Any, signal: Any = None, **_: Any) -> None:
         log.info("at stop: %s", worker.counts())
 
     app.on_before_shutdown.connect(log_final_counts)

@@ -67,7 +67,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 # another worker now. Not applied, not committed: whoever owns
                 # the partition reads them again from the committed offset.
                 if batch and self.flow_active and app.consumer_generation_id == generation:
-                    await handler(batch)
+                    await _finish(handler(batch))
         except self.consumer_stopped_errors:
             if app.should_stop:
                 return
@@ -76,6 +76,24 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if app.should_stop:
                 return
             raise  # the Fetcher restarts the loop after a rebalance
+
+
+async def _finish(batch: Awaitable[None]) -> None:
+    """Run the batch to its end even if the drain loop is cancelled meanwhile.
+
+    Faust stops a worker (SIGTERM) and restarts the drain loop on a rebalance
+    by cancelling it. A batch cancelled halfway would have written changelog
+    records without committing its offsets: exact still (docs/exactness.md),
+    but the next owner would replay it. Finishing it first means a graceful
+    stop commits everything it applied; the consumer is still running then
+    (Faust stops the fetcher before the consumer).
+    """
+    task = asyncio.ensure_future(batch)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 class BatchTransport(faust_aiokafka.Transport):
