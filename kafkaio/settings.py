@@ -25,7 +25,6 @@ ENV = {
     "heartbeat_interval": "LEDGER_HEARTBEAT_INTERVAL",
     "request_timeout": "LEDGER_REQUEST_TIMEOUT",
     "batch_size": "LEDGER_BATCH_SIZE",
-    "batch_seconds": "LEDGER_BATCH_SECONDS",
     "web_port": "LEDGER_WEB_PORT",
     "log_level": "LEDGER_LOG_LEVEL",
     "rejects_log_level": "LEDGER_REJECTS_LOG_LEVEL",
@@ -53,8 +52,6 @@ class Settings:
     request_timeout: float = 40.0
     #: Most events a worker applies between two commits.
     batch_size: int = 50_000
-    #: Longest a worker waits to fill a batch, seconds.
-    batch_seconds: float = 0.2
     web_port: int = 6066
     log_level: str = "warning"
     #: Level of the `ledger.rejects` log (processor.logs); empty: `log_level`.

@@ -1,10 +1,10 @@
 """The ledger rules R9-R19: one transaction in, one outcome out.
 
 `Ledger.apply` is the only entry point. It works over two mutable mappings,
-so the same code runs over plain dicts (process-csv) and over a per-batch view
-of Faust tables (the workers). Two habits keep the mappings honest for a
-write-tracking view: a new account is created by assignment, and a deposit is
-assigned back after every change.
+so the same code runs in process-csv and in the workers, over each batch's
+entries (processor.batch). Two habits keep any write-tracking mapping honest:
+a new account is created by assignment, and a deposit is assigned back after
+every change.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Admit each partition's records once, in offset order, with no hole.
 
-The replay rule (processor.views) is exact only if a partition's events reach
+The replay rule (processor.batch) is exact only if a partition's events reach
 the core in offset order, each once, from the committed offset on. Faust does
 not promise that to an agent: faust-streaming 0.15 was seen to deliver the
 last record of a batch again at the start of the next one, and, after
