@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CSV    ?= examples/transactions.csv
 
-.PHONY: install test test-fast lint demo bench bench-pipeline chaos clean
+.PHONY: install test test-fast lint demo bench bench-pipeline profile-worker chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,3 +45,8 @@ chaos: $(STAMP)
 ## the Kafka pipeline benchmark (embedded broker): producer, 1 and 2 workers, end to end, ceiling
 bench-pipeline: $(STAMP)
 	$(BIN)/python -m bench.bench_pipeline
+
+## where one worker's time goes (py-spy, all threads) while it catches up on 1M events
+profile-worker: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.profile_worker

@@ -72,7 +72,9 @@ class BatchWorker:
         )
         self.writer = Writer(settings.bootstrap_servers, settings.request_timeout)
         #: Seconds spent per step of a batch since start, and batches done.
-        self.seconds: dict[str, float] = dict.fromkeys(("apply", "send", "confirm", "commit"), 0.0)
+        self.seconds: dict[str, float] = dict.fromkeys(
+            ("fetch", "apply", "send", "confirm", "commit"), 0.0
+        )
         self.batches = 0
         self.applied = 0
         #: Rows refused by the rules, per reason, and messages sent to the DLQ.
@@ -120,6 +122,10 @@ class BatchWorker:
             self.sequencer.forget(mine)
             for partition in mine:
                 self._seeks.pop(partition, None)
+
+    def waited(self, seconds: float) -> None:
+        """Time the drain loop spent waiting for a fetch (processor.transport)."""
+        self.seconds["fetch"] += seconds
 
     def counts(self) -> str:
         reasons = " ".join(f"{reason}={n}" for reason, n in sorted(self.rejected.items()))
@@ -323,7 +329,7 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
     # The agent: every fetch of `transactions` records goes to worker.process
     # whole (processor.transport says why not through a Faust stream). Adding
     # the topic to the app's topics is what subscribes the worker to it.
-    use_batch_transport(app, settings.transactions_topic, worker.process)
+    use_batch_transport(app, settings.transactions_topic, worker.process, worker.waited)
     app.topics.add(worker.source)
 
     # Faust sends these signals as (app, set_of_tps) and awaits the receivers.

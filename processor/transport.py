@@ -20,6 +20,7 @@ Faust's per-message callback, so table recovery is Faust's own code path.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -28,12 +29,15 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from processor.batch import Record
 
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
+WaitObserver = Callable[[float], None]
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
     async def _drain_messages(self, fetcher: Any) -> None:
         transport = cast(BatchTransport, self.transport)
         topic, handler = transport.batch_topic, transport.batch_handler
+        waited = transport.batch_waited
+        clock = time.perf_counter
         callback = self.callback
         app = self.app
         read_offset = self._read_offset
@@ -41,7 +45,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
         fetcher_stopped = fetcher._stopped.is_set
         try:
             while not (consumer_stopped() or fetcher_stopped()):
+                asked = clock()
                 records, active = await self._wait_next_records(1.0)
+                waited(clock() - asked)
                 if not records or self.should_stop:
                     continue
                 generation = app.consumer_generation_id
@@ -100,11 +106,17 @@ class BatchTransport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
     batch_topic: str = ""
     batch_handler: BatchHandler
+    batch_waited: WaitObserver
 
 
-def use_batch_transport(app: Any, topic: str, handler: BatchHandler) -> None:
-    """Make `app` deliver `topic`'s records to `handler`, a fetch at a time."""
+def use_batch_transport(app: Any, topic: str, handler: BatchHandler, waited: WaitObserver) -> None:
+    """Make `app` deliver `topic`'s records to `handler`, a fetch at a time.
+
+    `waited` is told how long each wait for a fetch took (the worker's time
+    split: fetching versus applying).
+    """
     transport = BatchTransport(app.conf.broker_consumer, app)
     transport.batch_topic = topic
     transport.batch_handler = handler
+    transport.batch_waited = waited
     app.transport = transport
