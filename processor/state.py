@@ -66,13 +66,19 @@ def decode_account(raw: bytes) -> Stored:
 
 
 def encode_deposit(deposit: Deposit, offset: int, before: Deposit | None) -> bytes:
-    return orjson.dumps(
-        [
-            deposit.amount,
-            int(deposit.state),
-            offset,
-            None if before is None else [before.amount, int(before.state)],
-        ]
+    # The bytes orjson.dumps gives for the same array, formatted directly:
+    # orjson starts every output in a 1 KiB buffer from the system allocator,
+    # and at one call per new deposit that measured ~3.5 us per call inside a
+    # busy worker (0.2 us in isolation); this stays in Python's small-object
+    # allocator. tests/unit/test_state.py holds the two to the same bytes.
+    if before is None:
+        return b"[%d,%d,%d,null]" % (deposit.amount, deposit.state, offset)
+    return b"[%d,%d,%d,[%d,%d]]" % (
+        deposit.amount,
+        deposit.state,
+        offset,
+        before.amount,
+        before.state,
     )
 
 

@@ -30,6 +30,8 @@ from processor.batch import Record
 
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
 WaitObserver = Callable[[float], None]
+#: (generation when asked, records by partition, partitions active then)
+Fetched = tuple[int, Any, Any]
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -43,14 +45,23 @@ class BatchConsumer(faust_aiokafka.Consumer):
         read_offset = self._read_offset
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
+        # The next fetch is asked for before the current batch is applied:
+        # the consumer thread then receives and decodes it meanwhile, instead
+        # of the agent waiting for it afterwards (measured: a third of a
+        # worker's time went to waiting for fetches). Still one batch at a
+        # time: the prefetched records wait until the batch before them is
+        # committed.
+        pending: asyncio.Future[Fetched] | None = None
         try:
             while not (consumer_stopped() or fetcher_stopped()):
+                if pending is None:
+                    pending = asyncio.ensure_future(self._fetch())
                 asked = clock()
-                records, active = await self._wait_next_records(1.0)
+                generation, records, active = await pending
+                pending = None
                 waited(clock() - asked)
                 if not records or self.should_stop:
                     continue
-                generation = app.consumer_generation_id
                 batch: list[Record] = []
                 for tp, tp_records in records.items():
                     if active is not None and tp not in active:
@@ -69,10 +80,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
                                 callback(self._to_message(tp, record)), self.suspend_flow.wait()
                             )
                             read_offset[tp] = record.offset
-                # A rebalance since the fetch: these records may belong to
-                # another worker now. Not applied, not committed: whoever owns
-                # the partition reads them again from the committed offset.
-                if batch and self.flow_active and app.consumer_generation_id == generation:
+                if not batch:
+                    continue
+                pending = asyncio.ensure_future(self._fetch())
+                # A rebalance since the fetch was asked for: these records may
+                # belong to another worker now. Not applied, not committed:
+                # whoever owns the partition reads them again from the
+                # committed offset.
+                if self.flow_active and app.consumer_generation_id == generation:
                     await _finish(handler(batch))
         except self.consumer_stopped_errors:
             if app.should_stop:
@@ -82,6 +97,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if app.should_stop:
                 return
             raise  # the Fetcher restarts the loop after a rebalance
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    async def _fetch(self) -> Fetched:
+        """One fetch, with the group generation it was asked for in."""
+        generation = self.app.consumer_generation_id
+        records, active = await self._wait_next_records(1.0)
+        return generation, records, active
 
 
 async def _finish(batch: Awaitable[None]) -> None:
