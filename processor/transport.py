@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 from processor.batch import Record
 
@@ -83,12 +84,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if not batch:
                     continue
                 pending = asyncio.ensure_future(self._fetch())
-                # A rebalance since the fetch was asked for: these records may
-                # belong to another worker now. Not applied, not committed:
-                # whoever owns the partition reads them again from the
-                # committed offset.
                 if self.flow_active and app.consumer_generation_id == generation:
                     await _finish(handler(batch))
+                else:
+                    # A rebalance began after the fetch: these records may
+                    # belong to another worker now, so they are not applied.
+                    # The consumer has moved past them, though, and nothing
+                    # else would bring them back if the partitions stay here.
+                    await self._rewind(batch)
         except self.consumer_stopped_errors:
             if app.should_stop:
                 return
@@ -102,10 +105,28 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 pending.cancel()
 
     async def _fetch(self) -> Fetched:
-        """One fetch, with the group generation it was asked for in."""
-        generation = self.app.consumer_generation_id
+        """One fetch, with the group generation it came back in.
+
+        The generation is read when the records are in hand, not when they
+        were asked for: a prefetch may wait through a whole rebalance (flow
+        stopped) and then fetch from the positions the new generation set.
+        Measured the other way round: a worker dropped such fetches as
+        stale, its consumer had moved past them, and two partitions that
+        had no commit yet were never processed (a chaos-test stall).
+        """
         records, active = await self._wait_next_records(1.0)
-        return generation, records, active
+        return self.app.consumer_generation_id, records, active
+
+    async def _rewind(self, batch: list[Record]) -> None:
+        """Seek each partition of a dropped batch back to its first record, if still ours."""
+        first: dict[int, int] = {}
+        for record in batch:
+            first.setdefault(record.partition, record.offset)
+        assigned = self.assignment()
+        for partition, offset in first.items():
+            tp = TP(batch[0].topic, partition)
+            if tp in assigned:
+                await self.seek(tp, offset)
 
 
 async def _finish(batch: Awaitable[None]) -> None:
