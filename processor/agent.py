@@ -17,7 +17,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import faust
 import orjson
@@ -28,7 +28,7 @@ from kafkaio.settings import Settings
 from processor.batch import Outcome, Record, apply_batch
 from processor.metrics import WorkerMetrics
 from processor.sequencing import Sequencer
-from processor.transport import use_batch_transport
+from processor.transport import BatchConsumer, use_batch_transport
 from processor.writer import WriteFailed, Writer
 
 log = logging.getLogger("ledger.worker")
@@ -123,6 +123,9 @@ class BatchWorker:
             for partition in mine:
                 self._seeks.pop(partition, None)
 
+    def _consumer(self) -> BatchConsumer:
+        return cast(BatchConsumer, self.app.consumer)
+
     def waited(self, seconds: float) -> None:
         """Time the drain loop spent waiting for a fetch (processor.transport)."""
         self.seconds["fetch"] += seconds
@@ -144,10 +147,17 @@ class BatchWorker:
                 # from the changelogs; applying them then would let the
                 # recovery overwrite this batch's writes with older values
                 # (seen in the chaos test: one partition's accounts all
-                # diverged). They are not committed, so they come again after
-                # the recovery.
+                # diverged). They are not committed; the consumer is sent
+                # back to them (processor.transport, `rewind`).
+                await self._consumer().rewind(list(records), self.sequencer.expected)
                 return
-            await self._process([r for r in records if r.partition in self.owned])
+            mine = [r for r in records if r.partition in self.owned]
+            if len(mine) < len(records):
+                # Taken before a rebalance that moved or is moving these
+                # partitions: a partition still assigned here is sent back.
+                others = [r for r in records if r.partition not in self.owned]
+                await self._consumer().rewind(others, self.sequencer.expected)
+            await self._process(mine)
 
     async def _process(self, records: Sequence[Record]) -> None:
         # Records of partitions given away were taken before the rebalance:

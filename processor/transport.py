@@ -64,15 +64,18 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if not records or self.should_stop:
                     continue
                 batch: list[Record] = []
+                paused: list[Record] = []
                 for tp, tp_records in records.items():
-                    if active is not None and tp not in active:
-                        continue  # paused since the fetch (Faust skips these too)
                     if tp.topic == topic:
-                        batch.extend(
+                        # Paused since the fetch (a rebalance): set aside.
+                        into = paused if active is not None and tp not in active else batch
+                        into.extend(
                             Record(r.topic, r.partition, r.offset, r.key, r.value)
                             for r in tp_records
                         )
                         continue
+                    if active is not None and tp not in active:
+                        continue  # paused since the fetch (Faust skips these too)
                     for record in tp_records:
                         # Faust's own per-message path, as in its drain loop.
                         last = read_offset[tp]
@@ -81,6 +84,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                                 callback(self._to_message(tp, record)), self.suspend_flow.wait()
                             )
                             read_offset[tp] = record.offset
+                if paused:
+                    await self.rewind(paused)
                 if not batch:
                     continue
                 pending = asyncio.ensure_future(self._fetch())
@@ -89,9 +94,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 else:
                     # A rebalance began after the fetch: these records may
                     # belong to another worker now, so they are not applied.
-                    # The consumer has moved past them, though, and nothing
-                    # else would bring them back if the partitions stay here.
-                    await self._rewind(batch)
+                    await self.rewind(batch)
         except self.consumer_stopped_errors:
             if app.should_stop:
                 return
@@ -117,15 +120,27 @@ class BatchConsumer(faust_aiokafka.Consumer):
         records, active = await self._wait_next_records(1.0)
         return self.app.consumer_generation_id, records, active
 
-    async def _rewind(self, batch: list[Record]) -> None:
-        """Seek each partition of a dropped batch back to its first record, if still ours."""
+    async def rewind(self, dropped: list[Record], expected: dict[int, int] | None = None) -> None:
+        """Seek back over records fetched but not applied, for partitions still assigned here.
+
+        The consumer has moved past them. Faust's seek to the committed
+        offsets after a rebalance brings back those of partitions with a
+        commit, but not of partitions that have none yet (aiokafka's
+        seek_to_committed leaves those where they are); if nothing new
+        arrives there, nothing would ever bring them back: measured in the
+        chaos test, whole uncommitted partitions never processed. Each
+        partition goes back to its first dropped record, or to `expected`
+        (the next offset the worker will apply) if that is earlier.
+        """
         first: dict[int, int] = {}
-        for record in batch:
+        for record in dropped:
             first.setdefault(record.partition, record.offset)
         assigned = self.assignment()
         for partition, offset in first.items():
-            tp = TP(batch[0].topic, partition)
+            tp = TP(dropped[0].topic, partition)
             if tp in assigned:
+                if expected is not None and partition in expected:
+                    offset = min(offset, expected[partition])
                 await self.seek(tp, offset)
 
 

@@ -86,12 +86,21 @@ class Pipeline:
                 # communicate() keeps draining the pipes while we wait: a
                 # snapshot is bigger than a pipe buffer.
                 out, err = proc.communicate(timeout=0.5)
+                if proc.returncode != 0:
+                    self.dump_tasks()
                 return Result(proc.returncode, out, err)
             except subprocess.TimeoutExpired:
                 if time.monotonic() > deadline:
                     proc.kill()
                     raise
                 self.supervise()
+
+    def dump_tasks(self) -> None:
+        """Ask every live worker for mode's task dump (SIGUSR1), into its log, for a post-mortem."""
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
 
     def supervise(self) -> None:
         """Restart workers that exit with 75, as compose/Kubernetes would (restart on failure)."""
