@@ -61,6 +61,9 @@ class Run:
     changelog_records: int
     ceiling_s: float
     events: int
+    #: Catch-up workers' seconds per step of a batch, summed over the workers
+    #: (from each worker's "at stop" log line; whole life, not just the timed window).
+    steps: dict[str, float]
 
     @property
     def e2e_s(self) -> float:
@@ -81,6 +84,10 @@ def _env(bootstrap: str, app_id: str) -> dict[str, str]:
         LEDGER_HEARTBEAT_INTERVAL="1",
         LEDGER_REQUEST_TIMEOUT="10",
         LEDGER_WEB_PORT="0",
+        # The worker logs its time split once, at info, when it stops
+        # (processor.agent); rejected rows stay out of the log.
+        LEDGER_LOG_LEVEL="info",
+        LEDGER_REJECTS_LOG_LEVEL="warning",
     )
     return env
 
@@ -152,7 +159,7 @@ def _start_workers(
         log = open(workdir / f"worker-{env['LEDGER_APP_ID']}-{n}.log", "wb")  # noqa: SIM115
         procs.append(
             subprocess.Popen(
-                [BIN / "faust", "-A", "processor", "worker", "-l", "warn"],
+                [BIN / "faust", "-A", "processor", "worker", "-l", "info"],
                 env=env,
                 cwd=workdir,
                 stdout=log,
@@ -234,6 +241,7 @@ def one_run(csv: Path, expected: bytes, workers: int, workdir: Path) -> Run:
             _export(env, expected, f"catching up, {workers} worker(s)")
         finally:
             _stop(procs)
+        steps = _steps(workdir, "catchup", workers)
 
         ceiling_s, ceiling_events = _ceiling(bootstrap)
         assert ceiling_events == events
@@ -248,7 +256,21 @@ def one_run(csv: Path, expected: bytes, workers: int, workdir: Path) -> Run:
         changelog_records=changelogs,
         ceiling_s=ceiling_s,
         events=events,
+        steps=steps,
     )
+
+
+def _steps(workdir: Path, app_id: str, workers: int) -> dict[str, float]:
+    """Sum the `<step>_s=` figures of the workers' "at stop" lines."""
+    total: dict[str, float] = {}
+    for n in range(workers):
+        log = (workdir / f"worker-{app_id}-{n}.log").read_text(errors="replace")
+        lines = [line for line in log.splitlines() if "at stop:" in line]
+        for field in lines[-1].split() if lines else []:
+            name, _, value = field.partition("=")
+            if name.endswith("_s"):
+                total[name[:-2]] = total.get(name[:-2], 0.0) + float(value)
+    return total
 
 
 def _drained(bootstrap: str, group: str, ends: dict[int, int]) -> bool:
@@ -287,7 +309,8 @@ def main() -> None:
                     f"events/s, cpu {run.catchup_cpu_s / run.catchup_s:.2f} cores "
                     f"(broker {run.broker_cpu_s / run.catchup_s:.2f}), "
                     f"{run.changelog_records / run.events:.3f} changelog records/event; "
-                    f"ceiling {run.events / run.ceiling_s:,.0f}/s",
+                    f"ceiling {run.events / run.ceiling_s:,.0f}/s; worker s (all workers): "
+                    + " ".join(f"{k} {v:.1f}" for k, v in run.steps.items()),
                     flush=True,
                 )
         print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

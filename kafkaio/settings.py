@@ -28,6 +28,7 @@ ENV = {
     "web_port": "LEDGER_WEB_PORT",
     "log_level": "LEDGER_LOG_LEVEL",
     "rejects_log_level": "LEDGER_REJECTS_LOG_LEVEL",
+    "fault_slow_recovery": "LEDGER_FAULT_SLOW_RECOVERY",
 }
 
 
@@ -56,6 +57,9 @@ class Settings:
     log_level: str = "warning"
     #: Level of the `ledger.rejects` log (processor.logs); empty: `log_level`.
     rejects_log_level: str = ""
+    #: Test hook, seconds: the worker's first table recovery step is made this
+    #: much slower, to time it out on purpose (processor.recovery). Keep 0.
+    fault_slow_recovery: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -12,6 +12,7 @@ from kafkaio.settings import Settings
 from processor.agent import install
 from processor.logs import configure_rejects_log
 from processor.producer_metadata import keep_known_topics_on_add
+from processor.recovery import TrueEndRecovery
 from processor.web import install_web
 
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> faust.App:
         # `web_enabled=False` is not enough: `faust worker` sets it back to True
         # unless given --without-web, and a second worker then dies on the port.
         app.boot_strategy.enable_web = False
+    TrueEndRecovery.slow_first_highwaters = settings.fault_slow_recovery
     configure_rejects_log(settings)
     worker = install(app, settings)
     # /metrics, /livez, /readyz on the web server (processor.web); with the

@@ -9,6 +9,15 @@ the restart test, 20k rows, a wrong snapshot. Here the highwaters come from
 the end the broker actually serves (partition EOF). On Kafka, where both
 figures agree, this costs one short read per changelog topic at recovery.
 
+It also retries a recovery step that times out. Faust waits for each step
+(flush, highwaters, offsets, seeks) with the broker request timeout, and
+mode's `wait_first` reports a timeout the same way as a stopped service, so
+Faust's recovery loop ends for good: the worker keeps its partitions, never
+starts its fetcher and never becomes ready. Seen in the chaos test (3
+workers, 2 cores, 5 s request timeout): two partitions idle for 5 minutes,
+the recovery task gone without a log line. Here a timeout starts the
+recovery again instead, as a new rebalance would.
+
 The TableManager subclass exists only to hand Faust this Recovery; it is
 selected with the app's `TableManager` setting.
 """
@@ -20,13 +29,31 @@ from collections import Counter
 from typing import Any
 
 from faust.tables import TableManager
-from faust.tables.recovery import Recovery
+from faust.tables.recovery import RebalanceAgain, Recovery, ServiceStopped
 from faust.types import TP
+from mode.services import WaitArgT
+from mode.utils.times import Seconds
 
 from kafkaio.admin import end_offsets
 
 
 class TrueEndRecovery(Recovery):
+    #: Test hook (LEDGER_FAULT_SLOW_RECOVERY, set by processor.faust_app): the
+    #: first highwater read of the process takes this many seconds longer, to
+    #: make a recovery step time out on purpose. 0 in production.
+    slow_first_highwaters: float = 0.0
+
+    async def _wait(self, coro: WaitArgT, timeout: Seconds | None = None) -> None:
+        try:
+            await super()._wait(coro, timeout=timeout)
+        except ServiceStopped:
+            if self.should_stop:
+                raise
+            # Not stopped: the step timed out (see the module docstring).
+            self.log.warning("a table recovery step timed out after %ss; recovering again", timeout)
+            self.signal_recovery_start.set()  # same generation: start over
+            raise RebalanceAgain() from None
+
     async def _build_highwaters(
         self, consumer: Any, tps: set[TP], destination: Counter[TP], title: str
     ) -> None:
@@ -34,6 +61,9 @@ class TrueEndRecovery(Recovery):
         by_topic: dict[str, set[int]] = {}
         for tp in tps:
             by_topic.setdefault(tp.topic, set()).add(tp.partition)
+        if self.slow_first_highwaters:
+            delay, TrueEndRecovery.slow_first_highwaters = self.slow_first_highwaters, 0.0
+            await asyncio.sleep(delay)
         highwaters: dict[TP, int] = {}
         for topic, partitions in by_topic.items():
             count = max(partitions) + 1

@@ -90,3 +90,31 @@ def test_export_writes_a_file_atomically_and_speaks_jsonl(
         f"{o['client']},{o['available']},{o['held']},{o['total']},{str(o['locked']).lower()}"
         for o in objects
     ] == rows
+
+
+def test_a_table_recovery_step_that_times_out_is_retried_not_abandoned(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    # Faust reads a timed-out recovery step as "stopped" and ends its recovery
+    # loop: the worker would keep its partitions and never apply a record
+    # (processor.recovery). The hook makes the restarted worker's first step
+    # take longer than the request timeout (5 s here).
+    rows = list(generate(6_000, 300, seed=13, dirty=True))
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("".join(rows[:3_000]))
+    second.write_text("".join(rows[3_000:]))
+    whole = tmp_path / "whole.csv"
+    whole.write_text("".join(rows))
+
+    worker = pipeline.start_worker()
+    assert pipeline.produce(first).returncode == 0
+    assert pipeline.export().returncode == 0
+    assert pipeline.stop_worker(worker, signal.SIGTERM) == 0, pipeline.logs()
+
+    pipeline.extra_env["LEDGER_FAULT_SLOW_RECOVERY"] = "8"
+    pipeline.start_worker()
+    assert pipeline.produce(second).returncode == 0
+    exported = pipeline.export(timeout=120)
+    assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
+    assert exported.stdout == _expected(whole)
+    assert "recovery step timed out" in pipeline.logs()
