@@ -77,7 +77,8 @@ class Run:
         return self.catchup_events / self.catchup_s
 
 
-def _env(bootstrap: str, app_id: str) -> dict[str, str]:
+def worker_env(bootstrap: str, app_id: str) -> dict[str, str]:
+    """The environment of the workers and tools of one app id (also bench.profile_worker)."""
     env = dict(os.environ)
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
@@ -88,7 +89,8 @@ def _env(bootstrap: str, app_id: str) -> dict[str, str]:
         LEDGER_REQUEST_TIMEOUT="10",
         LEDGER_WEB_PORT="0",
         # The worker logs its time split once, at info, when it stops
-        # (processor.agent); rejected rows stay out of the log.
+        # (processor.agent); rejected rows (15% of the workload) stay out of
+        # the log: one line each is not what is measured.
         LEDGER_LOG_LEVEL="info",
         LEDGER_REJECTS_LOG_LEVEL="warning",
     )
@@ -197,7 +199,7 @@ def one_run(csv: Path, expected: bytes, workers: int, workdir: Path) -> Run:
         wait_for_broker(bootstrap)
 
         # 1. End to end: workers first, then the producer.
-        env = _env(bootstrap, "ledger")
+        env = worker_env(bootstrap, "ledger")
         procs, ports = _start_workers(env, workers, workdir)
         try:
             _wait_until_ready(ports)
@@ -211,7 +213,7 @@ def one_run(csv: Path, expected: bytes, workers: int, workdir: Path) -> Run:
             produced = time.perf_counter()
             ends = end_offsets(bootstrap, TOPIC, PARTITIONS)
             events = sum(ends.values())
-            while not _drained(bootstrap, "ledger", ends):
+            while not lag_zero(bootstrap, "ledger", ends):
                 time.sleep(0.1)
             drained = time.perf_counter()
             _export(env, expected, f"end to end, {workers} worker(s)")
@@ -219,7 +221,7 @@ def one_run(csv: Path, expected: bytes, workers: int, workdir: Path) -> Run:
             _stop(procs)
 
         # 2. Catching up: new workers, their own group and tables, a full topic.
-        env = _env(bootstrap, "catchup")
+        env = worker_env(bootstrap, "catchup")
         procs, ports = _start_workers(env, workers, workdir)
         try:
             first = None
@@ -287,7 +289,7 @@ def _steps(workdir: Path, app_id: str, workers: int) -> dict[str, float]:
     return total
 
 
-def _drained(bootstrap: str, group: str, ends: dict[int, int]) -> bool:
+def lag_zero(bootstrap: str, group: str, ends: dict[int, int]) -> bool:
     done = committed_offsets(bootstrap, group, TOPIC, PARTITIONS)
     return all(done.get(p, -1) >= end for p, end in ends.items())
 

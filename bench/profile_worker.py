@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import re
 import shutil
 import subprocess
@@ -23,12 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.bench_pipeline import BIN, PARTITIONS, TOPIC, lag_zero, worker_env
 from bench.workload import generate
 from embedded.broker import running_broker
 from kafkaio.admin import committed_offsets, end_offsets, wait_for_broker
 
-BIN = Path(sys.executable).parent
-PARTITIONS = 8
 _LINE = re.compile(r":\d+\)")
 
 
@@ -78,25 +76,14 @@ def main() -> None:
         with running_broker(log=workdir / "broker.log") as broker:
             bootstrap = broker.bootstrap
             wait_for_broker(bootstrap)
-            env = dict(
-                os.environ,
-                KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-                LEDGER_PARTITIONS=str(PARTITIONS),
-                LEDGER_SESSION_TIMEOUT="6",
-                LEDGER_HEARTBEAT_INTERVAL="1",
-                LEDGER_REQUEST_TIMEOUT="10",
-                LEDGER_WEB_PORT="0",
-                LEDGER_LOG_LEVEL="info",
-                # Rejected rows (15% of this workload) one log line each: not what is measured.
-                LEDGER_REJECTS_LOG_LEVEL="warning",
-            )
+            env = worker_env(bootstrap, "ledger")
             subprocess.run(
                 [BIN / "produce-csv", str(csv), "--no-progress", "--on-error", "silent"],
                 env=env,
                 check=True,
                 stderr=subprocess.DEVNULL,
             )
-            ends = end_offsets(bootstrap, "transactions", PARTITIONS)
+            ends = end_offsets(bootstrap, TOPIC, PARTITIONS)
             log = workdir / "worker.log"
             worker = subprocess.Popen(
                 [BIN / "faust", "-A", "processor", "worker", "-l", "info"],
@@ -108,7 +95,7 @@ def main() -> None:
             try:
                 while not any(
                     o > 0
-                    for o in committed_offsets(bootstrap, "ledger", "transactions", 8).values()
+                    for o in committed_offsets(bootstrap, "ledger", TOPIC, PARTITIONS).values()
                 ):
                     time.sleep(0.05)
                 raw = workdir / "profile.raw"
@@ -119,10 +106,7 @@ def main() -> None:
                     stderr=subprocess.DEVNULL,
                 )
                 started = time.perf_counter()
-                while True:
-                    done = committed_offsets(bootstrap, "ledger", "transactions", PARTITIONS)
-                    if all(done.get(p, -1) >= end for p, end in ends.items()):
-                        break
+                while not lag_zero(bootstrap, "ledger", ends):
                     time.sleep(0.05)
                 print(f"first commit to lag 0: {time.perf_counter() - started:.1f}s (sampled)")
                 sampler.send_signal(2)

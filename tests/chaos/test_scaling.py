@@ -52,26 +52,24 @@ def test_scaling_from_one_replica_to_three_and_back_to_one_mid_stream_loses_noth
     assert first.poll() is None  # the first replica ran throughout
 
 
-def _committed(pipeline: Pipeline) -> int:
+def _committed_offsets(pipeline: Pipeline) -> dict[int, int]:
     env = pipeline.env
-    offsets = committed_offsets(
+    return committed_offsets(
         pipeline.bootstrap,
         env["LEDGER_APP_ID"],
         env["LEDGER_TRANSACTIONS_TOPIC"],
         pipeline.partitions,
     )
-    return sum(max(offset, 0) for offset in offsets.values())
+
+
+def _committed(pipeline: Pipeline) -> int:
+    return sum(max(offset, 0) for offset in _committed_offsets(pipeline).values())
 
 
 def _uncommitted_entries(pipeline: Pipeline) -> list[tuple[int, int, int]]:
     """(partition, entry offset, committed offset) of account entries written past the commit."""
     env = pipeline.env
-    committed = committed_offsets(
-        pipeline.bootstrap,
-        env["LEDGER_APP_ID"],
-        env["LEDGER_TRANSACTIONS_TOPIC"],
-        pipeline.partitions,
-    )
+    committed = _committed_offsets(pipeline)
     changelog = f"{env['LEDGER_APP_ID']}-accounts-changelog"
     found = []
     for message in read_to_end(pipeline.bootstrap, changelog, pipeline.partitions):

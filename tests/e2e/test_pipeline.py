@@ -29,6 +29,24 @@ def _expected(csv: Path) -> bytes:
     return run(csv).stdout
 
 
+def _halves(tmp_path: Path, rows: int, clients: int, seed: int) -> tuple[Path, Path, Path]:
+    """A dirty workload as two files, first and second half, and as one whole file."""
+    lines = list(generate(rows, clients, seed, dirty=True))
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("".join(lines[: rows // 2]))
+    second.write_text("".join(lines[rows // 2 :]))
+    whole = tmp_path / "whole.csv"
+    whole.write_text("".join(lines))
+    return first, second, whole
+
+
+def _apply_with_one_worker_then_stop_it(pipeline: Pipeline, csv: Path) -> None:
+    worker = pipeline.start_worker()
+    assert pipeline.produce(csv).returncode == 0
+    assert pipeline.export().returncode == 0
+    assert pipeline.stop_worker(worker, signal.SIGTERM) == 0, pipeline.logs()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("dirty", [False, True], ids=["clean", "dirty"])
 def test_the_workers_snapshot_is_byte_identical_to_process_csv(
@@ -48,17 +66,8 @@ def test_the_workers_snapshot_is_byte_identical_to_process_csv(
 def test_a_worker_stopped_and_restarted_recovers_its_tables_and_applies_nothing_twice(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
-    rows = list(generate(20_000, 500, seed=11, dirty=True))
-    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
-    first.write_text("".join(rows[:10_000]))
-    second.write_text("".join(rows[10_000:]))
-    whole = tmp_path / "whole.csv"
-    whole.write_text("".join(rows))
-
-    worker = pipeline.start_worker()
-    assert pipeline.produce(first).returncode == 0
-    assert pipeline.export().returncode == 0
-    assert pipeline.stop_worker(worker, signal.SIGTERM) == 0, pipeline.logs()
+    first, second, whole = _halves(tmp_path, rows=20_000, clients=500, seed=11)
+    _apply_with_one_worker_then_stop_it(pipeline, first)
 
     pipeline.start_worker()
     assert pipeline.produce(second).returncode == 0
@@ -99,17 +108,8 @@ def test_a_table_recovery_step_that_times_out_is_retried_not_abandoned(
     # loop: the worker would keep its partitions and never apply a record
     # (processor.recovery). The hook makes the restarted worker's first step
     # take longer than the request timeout (5 s here).
-    rows = list(generate(6_000, 300, seed=13, dirty=True))
-    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
-    first.write_text("".join(rows[:3_000]))
-    second.write_text("".join(rows[3_000:]))
-    whole = tmp_path / "whole.csv"
-    whole.write_text("".join(rows))
-
-    worker = pipeline.start_worker()
-    assert pipeline.produce(first).returncode == 0
-    assert pipeline.export().returncode == 0
-    assert pipeline.stop_worker(worker, signal.SIGTERM) == 0, pipeline.logs()
+    first, second, whole = _halves(tmp_path, rows=6_000, clients=300, seed=13)
+    _apply_with_one_worker_then_stop_it(pipeline, first)
 
     pipeline.extra_env["LEDGER_FAULT_SLOW_RECOVERY"] = "8"
     pipeline.start_worker()
