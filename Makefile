@@ -4,8 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CSV    ?= examples/transactions.csv
+# tansu (embedded, in memory) or kafka (Apache Kafka from Maven Central jars, cached outside the clone)
+BROKER ?= tansu
 
-.PHONY: install test test-fast lint demo bench bench-pipeline profile-worker chaos clean
+.PHONY: install kafka-jars test test-fast lint demo bench bench-pipeline profile-worker chaos chaos-broker clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +17,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## the whole suite: unit, integration (real broker), end to end, a short SIGKILL chaos run
+## the Apache Kafka jars from Maven Central, into ~/.cache/kafka-ledger (LEDGER_KAFKA_CACHE); once
+kafka-jars: $(STAMP)
+	$(BIN)/local-broker --engine kafka --prepare
+
+## the whole suite: unit, then integration, end to end and short chaos runs on Tansu and on
+## Apache Kafka (LEDGER_TEST_BROKER=tansu|kafka|both; Kafka is skipped, with the reason, where
+## Java 17+ or Maven is missing, except under CI=true)
 test: $(STAMP)
+	-$(BIN)/local-broker --engine kafka --prepare
 	$(BIN)/python -m pytest
 
 ## unit tests only (no broker, seconds)
@@ -30,7 +39,7 @@ lint: $(STAMP)
 
 ## the main job on the embedded broker: broker, 2 workers, produce, export (CSV=path)
 demo: $(STAMP)
-	$(BIN)/ledger-demo $(CSV)
+	$(BIN)/ledger-demo --broker $(BROKER) $(CSV)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_process_csv
@@ -42,9 +51,13 @@ clean:
 chaos: $(STAMP)
 	CHAOS_ROWS=$${CHAOS_ROWS:-300000} CHAOS_RUNS=$${CHAOS_RUNS:-10} $(BIN)/python -m pytest -m chaos tests/chaos/test_sigkill.py -s -q
 
-## the Kafka pipeline benchmark (embedded broker): producer, 1 and 2 workers, end to end, ceiling
+## Apache Kafka kill -9 at random moments: 10 seeds (BROKER_CHAOS_SEED=n replays one)
+chaos-broker: $(STAMP) kafka-jars
+	BROKER_CHAOS_RUNS=$${BROKER_CHAOS_RUNS:-10} $(BIN)/python -m pytest -m chaos tests/chaos/test_broker_faults.py -k killed -s -q
+
+## the Kafka pipeline benchmark: producer, 1 and 2 workers, end to end, ceiling (BROKER=tansu|kafka|"tansu kafka")
 bench-pipeline: $(STAMP)
-	$(BIN)/python -m bench.bench_pipeline
+	$(BIN)/python -m bench.bench_pipeline --broker $(BROKER)
 
 ## where one worker's time goes (py-spy, all threads) while it catches up on 1M events
 profile-worker: $(STAMP)

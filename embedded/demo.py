@@ -1,7 +1,8 @@
 """`ledger-demo CSV`: the whole product on one machine, then nothing left running.
 
-Starts the embedded broker on a free port, two worker replicas, publishes the
-CSV with produce-csv, prints `export-snapshot --wait`'s snapshot on stdout.
+Starts a broker on a free port (the embedded Tansu by default, Apache Kafka
+with `--broker kafka`), two worker replicas, publishes the CSV with
+produce-csv, prints `export-snapshot --wait`'s snapshot on stdout.
 Every child runs in its own session, so a Ctrl-C reaches only this process,
 which then stops them in order (tools, workers, broker) and exits 128+signal.
 """
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import click
 
-from embedded.broker import running_broker
+from embedded.broker import ENGINES, running_broker
 from kafkaio.admin import wait_for_broker
+from kafkaio.errors import KafkaIOError
 from runner.console import Interrupted, signals_ignored, signals_raise
 
 BIN = Path(sys.executable).parent
@@ -32,18 +34,19 @@ def _say(message: str) -> None:
 
 
 class Stack:
-    def __init__(self, workdir: Path, bootstrap: str) -> None:
+    def __init__(self, workdir: Path, bootstrap: str, engine: str = "tansu") -> None:
         self.workdir = workdir
         self.env = dict(os.environ)
         self.env.update(
             KAFKA_BOOTSTRAP_SERVERS=bootstrap,
             LEDGER_PARTITIONS="4",
-            # Fast group joins on the embedded broker (shared notes: the join
-            # waits about half the session timeout).
+            # Fast group joins (shared notes: on Tansu the join waits about
+            # half the session timeout; the Kafka launcher accepts 4 s).
             LEDGER_SESSION_TIMEOUT="4",
             LEDGER_HEARTBEAT_INTERVAL="0.5",
             # Tansu sometimes leaves a fetch unanswered: retry it after 5 s.
-            LEDGER_REQUEST_TIMEOUT="5",
+            # Kafka answers: keep a timeout that a busy machine never hits.
+            LEDGER_REQUEST_TIMEOUT="5" if engine == "tansu" else "30",
             LEDGER_WEB_PORT="0",
         )
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -113,17 +116,30 @@ def _run(stack: Stack, csv: Path, timeout: float) -> bytes:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="For the export.")
-def cli(csv: Path, timeout: float) -> None:
+@click.option(
+    "--broker",
+    "engine",
+    type=click.Choice(ENGINES),
+    default="tansu",
+    show_default=True,
+    help="tansu: embedded, in memory. kafka: Apache Kafka from its Maven Central jars.",
+)
+def cli(csv: Path, timeout: float, engine: str) -> None:
     """Run broker + 2 workers + produce-csv + export-snapshot --wait on CSV."""
     try:
         with (
             signals_raise(),
             _workdir() as workdir,
-            running_broker(log=workdir / "broker.log") as broker,
+            running_broker(
+                log=workdir / "broker.log",
+                engine=engine,
+                # Kafka's log lives in the demo's directory: removed with it.
+                data_dir=workdir / "kafka-data" if engine == "kafka" else None,
+            ) as broker,
         ):
             wait_for_broker(broker.bootstrap)
-            stack = Stack(workdir, broker.bootstrap)
-            _say(f"in {workdir}: broker on {broker.bootstrap}; starting {WORKERS} workers")
+            stack = Stack(workdir, broker.bootstrap, engine)
+            _say(f"in {workdir}: {engine} broker on {broker.bootstrap}; starting {WORKERS} workers")
             try:
                 snapshot = _run(stack, csv, timeout)
             finally:
@@ -135,6 +151,9 @@ def cli(csv: Path, timeout: float) -> None:
     except Interrupted as exc:
         _say(f"{exc}; stopped everything, no snapshot")
         sys.exit(exc.exit_code)
+    except KafkaIOError as exc:  # no Java for --broker kafka, a broker that would not start
+        _say(f"cannot run the {engine} broker: {exc}")
+        sys.exit(2)
     with signals_ignored():
         sys.stdout.buffer.write(snapshot)
         sys.stdout.flush()

@@ -13,6 +13,7 @@ from processor.agent import install
 from processor.logs import configure_rejects_log
 from processor.producer_metadata import keep_known_topics_on_add
 from processor.recovery import TrueEndRecovery
+from processor.stampede_patch import install as shield_stampede_waiters
 from processor.web import install_web
 
 
@@ -21,6 +22,8 @@ def create_app(settings: Settings) -> faust.App:
     # changelog topics when it first sends a rejection, and a batch then waits
     # forever in producer.flush() (see processor.producer_metadata).
     keep_known_topics_on_add()
+    # Before the worker starts: a cancelled waiter must not break topic creation.
+    shield_stampede_waiters()
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -28,6 +31,8 @@ def create_app(settings: Settings) -> faust.App:
         # Recovers tables to the changelog end the broker serves, not the one it
         # reports (they differ on Tansu; see processor.recovery).
         TableManager="processor.recovery:TrueEndTableManager",
+        # Waits for the broker at start instead of exiting 1 (processor.startup).
+        Worker="processor.startup:BrokerWaitingWorker",
         # Values are bytes we encode ourselves (processor.state): one format in
         # the tables, the changelogs and the exporter, and no float anywhere.
         key_serializer="raw",

@@ -25,6 +25,10 @@ EXIT_RESTART = 75
 #: Group joins on the embedded broker wait about half the session timeout.
 TEST_SESSION_TIMEOUT = "4"
 TEST_HEARTBEAT = "0.5"
+#: Seconds a worker waits for a broker answer. Tansu sometimes leaves a fetch
+#: unanswered until this expires, so its runs use a few seconds; on Apache
+#: Kafka a short timeout would only make slow answers fail on a busy machine.
+REQUEST_TIMEOUT = {"tansu": "5", "kafka": "30", "external": "30"}
 
 
 def script(name: str) -> str:
@@ -44,6 +48,8 @@ class Pipeline:
     workdir: Path
     name: str
     partitions: int = 4
+    #: tansu, kafka or external (tests/conftest.py)
+    engine: str = "tansu"
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     #: Extra environment of the workers started next, and of the tools.
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -63,7 +69,7 @@ class Pipeline:
             LEDGER_PARTITIONS=str(self.partitions),
             LEDGER_SESSION_TIMEOUT=TEST_SESSION_TIMEOUT,
             LEDGER_HEARTBEAT_INTERVAL=TEST_HEARTBEAT,
-            LEDGER_REQUEST_TIMEOUT="5",
+            LEDGER_REQUEST_TIMEOUT=REQUEST_TIMEOUT[self.engine],
             LEDGER_WEB_PORT="0",
         )
         env.update(self.extra_env)
@@ -166,8 +172,11 @@ class Pipeline:
 
 
 class PipelineFactory:
-    def __init__(self, bootstrap: str, tmp_path: Path, test_name: str) -> None:
+    def __init__(
+        self, bootstrap: str, tmp_path: Path, test_name: str, engine: str = "tansu"
+    ) -> None:
         self.bootstrap = bootstrap
+        self.engine = engine
         self.tmp_path = tmp_path
         self.base = re.sub(r"[^A-Za-z0-9]+", "-", test_name)[:40].strip("-")
         self.pipelines: list[Pipeline] = []
@@ -176,7 +185,7 @@ class PipelineFactory:
         name = f"{self.base}-{uuid.uuid4().hex[:6]}"
         workdir = self.tmp_path / name
         workdir.mkdir()
-        pipeline = Pipeline(self.bootstrap, workdir, name, partitions)
+        pipeline = Pipeline(self.bootstrap, workdir, name, partitions, self.engine)
         self.pipelines.append(pipeline)
         return pipeline
 

@@ -111,7 +111,7 @@ def test_a_table_recovery_step_that_times_out_is_retried_not_abandoned(
     first, second, whole = _halves(tmp_path, rows=6_000, clients=300, seed=13)
     _apply_with_one_worker_then_stop_it(pipeline, first)
 
-    pipeline.extra_env["LEDGER_FAULT_SLOW_RECOVERY"] = "8"
+    pipeline.extra_env.update(LEDGER_FAULT_SLOW_RECOVERY="8", LEDGER_REQUEST_TIMEOUT="5")
     pipeline.start_worker()
     assert pipeline.produce(second).returncode == 0
     exported = pipeline.export(timeout=120)

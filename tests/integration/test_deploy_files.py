@@ -138,10 +138,13 @@ def compose_tool() -> list[str] | None:
 def run_compose_config(*args: str, env: dict[str, str] | None = None) -> str:
     tool = compose_tool()
     if tool is None:
-        pytest.skip(
+        why = (
             "neither `docker compose` nor `docker-compose` is installed, so compose.yaml "
             "cannot be validated here (Debian: apt-get install docker-compose)"
         )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: {why}; .ci/run installs it", pytrace=False)
+        pytest.skip(why)
     done = subprocess.run(
         [*tool, "--file", str(COMPOSE), "config", *args],
         cwd=ROOT,
@@ -197,6 +200,21 @@ def test_the_compose_worker_is_two_faust_replicas_restarted_on_failure() -> None
     assert worker.get("restart") in RESTARTING_POLICIES, "exit code 75 must lead to a restart"
     assert worker["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert environment(worker)["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+
+
+def test_the_compose_broker_is_the_kafka_release_the_tests_run_on() -> None:
+    from embedded.kafka import KAFKA_VERSION
+
+    images = {
+        path.name: re.findall(r"apache/kafka:([\w.-]+)", path.read_text())
+        for path in [COMPOSE, *sorted(K8S.glob("*.yaml"))]
+    }
+    assert images["compose.yaml"], "compose.yaml runs no apache/kafka image"
+    for name, tags in images.items():
+        assert set(tags) <= {KAFKA_VERSION}, (
+            f"{name} runs apache/kafka:{tags}; the launcher and every test run Kafka "
+            f"{KAFKA_VERSION} (embedded/kafka.py pins it)"
+        )
 
 
 def test_the_compose_broker_runs_kraft_with_a_healthcheck() -> None:

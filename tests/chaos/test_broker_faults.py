@@ -1,0 +1,153 @@
+"""Broker faults on Apache Kafka: kill -9, clean restarts, and an outage longer than the timeouts.
+
+Each test has a broker of its own (the `own_kafka` fixture) with its log in a
+data directory, so the broker can die and come back on the same data, as a
+real one does after a crash: what it had acknowledged is in its log (the page
+cache survives a SIGKILL of the process). Meanwhile produce-csv publishes and
+two workers apply; at the end `export-snapshot --wait` must be byte-identical
+to `process-csv` on the same file (docs/exactness.md).
+
+Workers that exit 75 (a write or commit whose outcome they could not learn)
+are restarted, as compose and Kubernetes do (`Pipeline.supervise`).
+
+`make test` runs one seed of the kill -9 case; `make chaos-broker` runs ten
+(BROKER_CHAOS_RUNS), each printing its seed (BROKER_CHAOS_SEED replays one;
+timing is not replayed).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bench.workload import generate
+from embedded.kafka import KafkaBroker
+from tests.helpers import run
+from tests.pipeline import Pipeline, PipelineFactory, script
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.chaos]
+
+ROWS = int(os.environ.get("BROKER_CHAOS_ROWS", "40000"))
+RUNS = int(os.environ.get("BROKER_CHAOS_RUNS", "1"))
+KILLS = int(os.environ.get("BROKER_CHAOS_KILLS", "4"))
+SEEDS = (
+    [int(os.environ["BROKER_CHAOS_SEED"])]
+    if os.environ.get("BROKER_CHAOS_SEED")
+    else [random.SystemRandom().randrange(1 << 30) for _ in range(RUNS)]
+)
+
+OwnKafka = Callable[..., KafkaBroker]
+
+
+def _pipeline(broker: KafkaBroker, tmp_path: Path, name: str) -> Pipeline:
+    factory = PipelineFactory(broker.bootstrap, tmp_path, name, "kafka")
+    return factory.new(partitions=6)
+
+
+def _workload(tmp_path: Path, rows: int, seed: int) -> Path:
+    path = tmp_path / "whole.csv"
+    path.write_text("".join(generate(rows, max(rows // 60, 50), seed, dirty=True)))
+    return path
+
+
+def _start_producer(pipeline: Pipeline, csv: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [script("produce-csv"), str(csv), "--no-progress"],
+        env=pipeline.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _finish_and_compare(
+    pipeline: Pipeline, producer: subprocess.Popen[bytes], csv: Path, what: str
+) -> None:
+    _out, err = producer.communicate(timeout=600)
+    assert producer.returncode == 0, f"{what}: produce-csv: {err.decode()[-2000:]}"
+    exported = pipeline.export(timeout=300)
+    assert exported.returncode == 0, f"{what}: {exported.stderr!r}\n{pipeline.logs()}"
+    (pipeline.workdir / "exported.csv").write_bytes(exported.stdout)
+    assert exported.stdout == run(csv).stdout, f"{what}: snapshot differs from process-csv"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_broker_killed_at_random_moments_leaves_the_snapshot_exact(
+    own_kafka: OwnKafka, tmp_path: Path, seed: int
+) -> None:
+    print(f"broker chaos seed {seed} (replay: BROKER_CHAOS_SEED={seed}), rows {ROWS}")
+    rng = random.Random(seed)
+    broker = own_kafka()
+    pipeline = _pipeline(broker, tmp_path, f"broker-chaos-{seed}")
+    batch = rng.choice([200, 1_000, 5_000, 50_000])
+    pipeline.extra_env["LEDGER_BATCH_SIZE"] = str(batch)
+    csv = _workload(tmp_path, ROWS, seed)
+    pipeline.start_worker()
+    pipeline.start_worker()
+    producer = _start_producer(pipeline, csv)
+    for kill in range(KILLS):
+        # Sometimes while produce-csv runs, sometimes while only the workers do.
+        time.sleep(rng.uniform(0.5, 6.0))
+        pipeline.supervise()
+        broker.kill()
+        pause = rng.uniform(0.2, 8.0)
+        print(f"broker chaos seed {seed}: kill {kill + 1}, down {pause:.1f}s, batch {batch}")
+        time.sleep(pause)
+        broker.start()
+    _finish_and_compare(pipeline, producer, csv, f"seed {seed}")
+    print(f"broker chaos seed {seed}: {KILLS} broker kills survived, snapshot exact")
+
+
+def test_a_clean_broker_restart_mid_stream_loses_nothing(
+    own_kafka: OwnKafka, tmp_path: Path
+) -> None:
+    broker = own_kafka()
+    pipeline = _pipeline(broker, tmp_path, "broker-restart")
+    pipeline.extra_env["LEDGER_BATCH_SIZE"] = "500"
+    csv = _workload(tmp_path, 30_000, seed=7)
+    pipeline.start_worker()
+    pipeline.start_worker()
+    producer = _start_producer(pipeline, csv)
+    time.sleep(3)
+    broker.stop()  # SIGTERM: Kafka's controlled shutdown
+    broker.start()
+    _finish_and_compare(pipeline, producer, csv, "clean restart")
+
+
+def test_workers_outlive_a_broker_outage_longer_than_their_request_timeout(
+    own_kafka: OwnKafka, tmp_path: Path
+) -> None:
+    """The chosen behaviour (docs/operations.md): workers wait for the broker.
+
+    A worker in the middle of a batch whose writes or commit cannot be
+    confirmed within LEDGER_REQUEST_TIMEOUT exits 75 and its supervisor
+    restarts it; a worker restarted (or started) while the broker is down
+    keeps trying to reach it instead of exiting. So an outage of any length
+    ends with the same state as no outage, with no operator action.
+    """
+    broker = own_kafka()
+    pipeline = _pipeline(broker, tmp_path, "broker-outage")
+    pipeline.extra_env.update(LEDGER_BATCH_SIZE="500", LEDGER_REQUEST_TIMEOUT="6")
+    csv = _workload(tmp_path, 30_000, seed=11)
+    first, second = pipeline.start_worker(), pipeline.start_worker()
+    producer = _start_producer(pipeline, csv)
+    time.sleep(3)
+    broker.kill()
+    down = 25.0  # over four times the workers' request timeout
+    deadline = time.monotonic() + down
+    while time.monotonic() < deadline:
+        pipeline.supervise()  # a worker that exits 75 is restarted, into the outage
+        for proc in pipeline.workers:
+            code = proc.poll()
+            assert code in (None, 75), (
+                f"a worker exited {code} during the outage\n{pipeline.logs()}"
+            )
+        time.sleep(0.5)
+    broker.start()
+    _finish_and_compare(pipeline, producer, csv, "long outage")
+    assert first is not None and second is not None
