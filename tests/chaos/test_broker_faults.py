@@ -138,6 +138,9 @@ def test_workers_outlive_a_broker_outage_longer_than_their_request_timeout(
     producer = _start_producer(pipeline, csv)
     time.sleep(3)
     broker.kill()
+    # A replica started into the outage (a rescheduled pod, a restart after
+    # exit 75): Faust's own start-up exits 1 within seconds without a broker.
+    late = pipeline.start_worker()
     down = 25.0  # over four times the workers' request timeout
     deadline = time.monotonic() + down
     while time.monotonic() < deadline:
@@ -150,4 +153,5 @@ def test_workers_outlive_a_broker_outage_longer_than_their_request_timeout(
         time.sleep(0.5)
     broker.start()
     _finish_and_compare(pipeline, producer, csv, "long outage")
+    assert late.poll() is None, "the replica started during the outage did not wait for it"
     assert first is not None and second is not None
