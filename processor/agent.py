@@ -25,6 +25,7 @@ from faust.types import TP
 
 from kafkaio.admin import committed_offsets, first_offset_from, start_offsets
 from kafkaio.settings import Settings
+from ledger.keys import Placement
 from processor.batch import Outcome, Record, apply_batch
 from processor.metrics import WorkerMetrics
 from processor.sequencing import Sequencer
@@ -91,6 +92,8 @@ class BatchWorker:
         #: partition -> (time of the last seek over a hole, seeks so far).
         self._seeks: dict[int, tuple[float, int]] = {}
         self.metrics = WorkerMetrics(settings.transactions_topic)
+        #: Each client's key and partition (SPEC M1), checked for every record.
+        self.placement = Placement(settings.partitions)
 
     async def on_assigned(self, tps: set[TP]) -> None:
         mine = {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
@@ -169,7 +172,9 @@ class BatchWorker:
             log.info("dropped %d records delivered twice", admitted.duplicates)
         clock = time.perf_counter
         started = clock()
-        outcome = apply_batch(admitted.records, _dict_of(self.accounts), _dict_of(self.deposits))
+        outcome = apply_batch(
+            admitted.records, _dict_of(self.accounts), _dict_of(self.deposits), self.placement
+        )
         applied = clock()
         self._write(self.accounts, outcome.account_writes)
         self._write(self.deposits, outcome.deposit_writes)
@@ -282,16 +287,17 @@ class BatchWorker:
                 rejection["line"],
             )
             send(self.settings.rejected_topic, record.key, orjson.dumps(rejection))
-        for record, detail in outcome.dead:
+        for record, reason, detail in outcome.dead:
             rejects_log.warning(
-                "event=dead_lettered topic=%s partition=%d offset=%d reason=malformed detail=%s",
+                "event=dead_lettered topic=%s partition=%d offset=%d reason=%s detail=%s",
                 record.topic,
                 record.partition,
                 record.offset,
+                reason,
                 orjson.dumps(detail).decode(),  # quoted: the detail has spaces
             )
             headers = [
-                ("reason", b"malformed"),
+                ("reason", reason.encode()),
                 ("detail", detail.encode()),
                 ("source", orjson.dumps(_source(record))),
             ]

@@ -3,7 +3,8 @@
 Pure apart from the stores it reads: no Faust, no network, so the same code is
 tested against plain dicts and run by the worker against Faust tables.
 Skip-versus-crash is decided here and only here: a record that cannot be
-decoded, or breaks R3-R6, is *skipped* to the dead-letter list; a record the
+decoded, or breaks R3-R6, or is keyed or partitioned unlike its client's
+messages (SPEC M1/M2), is *skipped* to the dead-letter list; a record the
 rules refuse is *applied as a rejection* (R10, R19). Anything else raises and
 stops the worker, because continuing past an unexplained error could lose or
 double-apply a transaction.
@@ -27,6 +28,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ledger import Account, Deposit, Ledger, MalformedRow, Reason
+from ledger.keys import Placement
 from ledger.messages import row_from_message
 from ledger.model import WITHDRAWAL
 from processor.state import (
@@ -59,7 +61,8 @@ class Outcome:
     #: Per partition, the offset of the last record applied.
     last_offsets: dict[int, int] = field(default_factory=dict)
     rejected: list[tuple[Record, dict[str, Any]]] = field(default_factory=list)
-    dead: list[tuple[Record, str]] = field(default_factory=list)
+    #: (record, reason, detail): reason is `malformed`, `wrong_key` or `wrong_partition`.
+    dead: list[tuple[Record, str, str]] = field(default_factory=list)
     applied: int = 0
     reasons: Counter[Reason] = field(default_factory=Counter)
 
@@ -115,16 +118,28 @@ def _copy_deposit(d: Deposit) -> Deposit:
     return Deposit(d.amount, d.state)
 
 
+#: Dead-letter reasons besides `malformed` (SPEC M2).
+WRONG_KEY = "wrong_key"
+WRONG_PARTITION = "wrong_partition"
+
+
 def apply_partition(
     records: Sequence[Record],
     accounts: Mapping[bytes, bytes],
     deposits: Mapping[bytes, bytes],
     outcome: Outcome,
+    placement: Placement,
 ) -> None:
     """Apply the records of ONE partition, in offset order, adding to `outcome`.
 
     Every written entry records the offset of the batch's last record: all
     entries of a batch are committed, or replayed, together (docs/exactness.md).
+
+    A record must carry its client's key and sit on its client's partition
+    (M1). One that does not would be applied out of order with the client's
+    other records, by whichever worker owns its partition, against a copy of
+    the account that is not the real one (accounts live in their client's
+    partition): it changes no state and goes to the dead letters (M2).
     """
     if not records:
         return
@@ -135,6 +150,7 @@ def apply_partition(
     account_before, deposit_before = account_loader.before, deposit_loader.before
     apply = Ledger(account_loader.cache, deposit_loader.cache).apply
     withdrawal = WITHDRAWAL
+    place = placement.of
     applied = 0
     for record in records:
         try:
@@ -142,7 +158,11 @@ def apply_partition(
             kind, client, tx, amount = row_from_message(message)
         except (orjson.JSONDecodeError, MalformedRow) as exc:
             detail = exc.detail if isinstance(exc, MalformedRow) else f"not JSON: {exc}"
-            outcome.dead.append((record, detail))
+            outcome.dead.append((record, "malformed", detail))
+            continue
+        own_key, home = place(client)
+        if record.key != own_key or record.partition != home:
+            outcome.dead.append(_misplaced(record, client, own_key, home))
             continue
         # Each entry is loaded once per batch, before the rules first touch it.
         if client not in account_before:
@@ -176,18 +196,29 @@ def apply_partition(
         )
 
 
+def _misplaced(record: Record, client: int, key: bytes, home: int) -> tuple[Record, str, str]:
+    if record.key != key:
+        shown = record.key[:32] if record.key is not None else None
+        return record, WRONG_KEY, f"client {client} must be keyed {key!r}, got {shown!r}"
+    return record, WRONG_PARTITION, f"key {key!r} belongs on partition {home}"
+
+
 def apply_batch(
-    records: Sequence[Record], accounts: Mapping[bytes, bytes], deposits: Mapping[bytes, bytes]
+    records: Sequence[Record],
+    accounts: Mapping[bytes, bytes],
+    deposits: Mapping[bytes, bytes],
+    placement: Placement,
 ) -> Outcome:
     """Apply records from any partitions: each partition's records in their order.
 
     The records must be each partition's next ones, once each, in offset
-    order (processor.sequencing makes sure of that).
+    order (processor.sequencing makes sure of that). `placement` knows the
+    partition count of the input topic, for the M1 checks.
     """
     by_partition: dict[int, list[Record]] = {}
     for record in records:
         by_partition.setdefault(record.partition, []).append(record)
     outcome = Outcome()
     for partition_records in by_partition.values():
-        apply_partition(partition_records, accounts, deposits, outcome)
+        apply_partition(partition_records, accounts, deposits, outcome, placement)
     return outcome

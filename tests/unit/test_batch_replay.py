@@ -13,6 +13,7 @@ import pytest
 
 from bench.workload import generate
 from ledger import Account, Ledger, read_rows, render_csv
+from ledger.keys import Placement, client_key, partition_for
 from ledger.messages import to_message
 from ledger.model import TxKind
 from processor.batch import Outcome, Record, apply_batch
@@ -20,6 +21,7 @@ from processor.sequencing import Sequencer
 from processor.state import client_of, decode_account
 
 PARTITIONS = 3
+PLACEMENT = Placement(PARTITIONS)
 
 
 def _records(rows: int, seed: int) -> list[Record]:
@@ -28,9 +30,9 @@ def _records(rows: int, seed: int) -> list[Record]:
     next_offset = [0] * PARTITIONS
     records = []
     for number, kind, client, tx, amount in read_rows(lines, lambda _n, _d: None):
-        partition = client % PARTITIONS
+        partition = partition_for(client_key(client), PARTITIONS)  # M1
         value = orjson.dumps(to_message(kind, client, tx, amount, number))
-        records.append(Record("tx", partition, next_offset[partition], b"%d" % client, value))
+        records.append(Record("tx", partition, next_offset[partition], client_key(client), value))
         next_offset[partition] += 1
     return records
 
@@ -52,7 +54,7 @@ class Stores:
 
     def apply(self, batch: list[Record], sequencer: Sequencer | None = None) -> Outcome:
         admitted = sequencer.admit(batch).records if sequencer else batch
-        outcome = apply_batch(admitted, self.accounts, self.deposits)
+        outcome = apply_batch(admitted, self.accounts, self.deposits, PLACEMENT)
         for _partition, key, value in outcome.account_writes:
             self.accounts[key] = value
         for _partition, key, value in outcome.deposit_writes:
@@ -185,7 +187,7 @@ def test_a_torn_batch_where_only_some_writes_landed_is_completed_exactly_on_repl
     cut = rng.randint(200, 1_500)
     stores = Stores()
     stores.apply(records[:cut], Sequencer())
-    torn = apply_batch(records[cut : cut + 300], stores.accounts, stores.deposits)
+    torn = apply_batch(records[cut : cut + 300], stores.accounts, stores.deposits, PLACEMENT)
     for _partition, key, value in torn.account_writes:
         if rng.random() < 0.5:
             stores.accounts[key] = value
@@ -196,3 +198,42 @@ def test_a_torn_batch_where_only_some_writes_landed_is_completed_exactly_on_repl
     for batch in _split(records[cut:], rng, largest=250):
         stores.apply(batch, after_restart)
     assert stores.snapshot() == _expected(records)
+
+
+def _deposit(client: int, tx: int, units: int) -> bytes:
+    return orjson.dumps(to_message(TxKind.DEPOSIT, client, tx, units, tx))
+
+
+def test_a_record_keyed_with_another_clients_id_changes_nothing_and_is_dead_lettered() -> None:
+    # M2: client 7's deposit under client 8's key, on client 8's partition.
+    stores = Stores()
+    home = partition_for(b"7", PARTITIONS)
+    stores.apply([Record("tx", home, 0, b"7", _deposit(7, 1, 8_000_000))])
+    other = partition_for(b"8", PARTITIONS)
+    outcome = stores.apply([Record("tx", other, 0, b"8", _deposit(7, 2, 50_000))])
+    assert [(reason, r.offset) for r, reason, _detail in outcome.dead] == [("wrong_key", 0)]
+    assert outcome.account_writes == [] and outcome.deposit_writes == []
+    assert outcome.last_offsets == {other: 0}  # skipped, but its offset is consumed
+    assert (
+        stores.snapshot()
+        == "client,available,held,total,locked\n7,800.0000,0.0000,800.0000,false\n"
+    )
+
+
+def test_a_record_with_its_own_key_on_another_partition_is_dead_lettered_as_wrong_partition() -> (
+    None
+):
+    stores = Stores()
+    home = partition_for(b"7", PARTITIONS)
+    elsewhere = (home + 1) % PARTITIONS
+    outcome = stores.apply([Record("tx", elsewhere, 0, b"7", _deposit(7, 1, 10_000))])
+    assert [(reason, detail) for _r, reason, detail in outcome.dead] == [
+        ("wrong_partition", f"key b'7' belongs on partition {home}")
+    ]
+    assert stores.accounts == {} and stores.deposits == {}
+
+
+def test_a_record_without_a_key_is_dead_lettered_as_wrong_key() -> None:
+    home = partition_for(b"7", PARTITIONS)
+    outcome = Stores().apply([Record("tx", home, 0, None, _deposit(7, 1, 10_000))])
+    assert [reason for _r, reason, _d in outcome.dead] == ["wrong_key"]
