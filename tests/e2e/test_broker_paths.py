@@ -1,4 +1,4 @@
-"""Each Tansu workaround, checked on both brokers: it works on Kafka, or Kafka takes its native path.
+"""Each Tansu workaround, on both brokers: it works on Kafka, or Kafka takes its native path.
 
 - Partition ends are read to partition EOF (kafkaio.admin.end_offsets),
   because Tansu's ListOffsets under-reports them. On Apache Kafka the
