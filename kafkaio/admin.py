@@ -28,7 +28,8 @@ R = TypeVar("R")
 #: Errors a broker answers while it is still taking up a role (a group or
 #: transaction coordinator loading its partition after a start or a restart):
 #: measured on Apache Kafka, `committed_offsets` right after the broker came
-#: up answered NOT_COORDINATOR. Asking again shortly after succeeds.
+#: up answered NOT_COORDINATOR. Asking again shortly after succeeds. Also the
+#: client's own "no broker reachable" errors, for a broker restarting.
 _COORDINATOR_MOVING = frozenset(
     {
         KafkaError.NOT_COORDINATOR,
@@ -36,6 +37,8 @@ _COORDINATOR_MOVING = frozenset(
         KafkaError.COORDINATOR_NOT_AVAILABLE,
         KafkaError.LEADER_NOT_AVAILABLE,
         KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TRANSPORT,
     }
 )
 #: Seconds a call keeps retrying such answers before it reports them.

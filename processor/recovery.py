@@ -18,6 +18,12 @@ workers, 2 cores, 5 s request timeout): two partitions idle for 5 minutes,
 the recovery task gone without a log line. Here a timeout starts the
 recovery again instead, as a new rebalance would.
 
+A step that fails because the broker cannot be reached (our own read of the
+changelog ends, below, raises instead of retrying forever) starts the
+recovery again too, after a pause: seen in the broker kill -9 test on Apache
+Kafka, both workers crashed with exit 1 when a rebalance's recovery asked
+for the ends while the broker was down.
+
 The TableManager subclass exists only to hand Faust this Recovery; it is
 selected with the app's `TableManager` setting.
 """
@@ -35,6 +41,10 @@ from mode.services import WaitArgT
 from mode.utils.times import Seconds
 
 from kafkaio.admin import end_offsets
+from kafkaio.errors import KafkaIOError
+
+#: Seconds between two tries of a recovery whose broker could not be reached.
+UNREACHABLE_PAUSE = 1.0
 
 
 class TrueEndRecovery(Recovery):
@@ -52,6 +62,12 @@ class TrueEndRecovery(Recovery):
             # Not stopped: the step timed out (see the module docstring).
             self.log.warning("a table recovery step timed out after %ss; recovering again", timeout)
             self.signal_recovery_start.set()  # same generation: start over
+            raise RebalanceAgain() from None
+        except KafkaIOError as exc:
+            # The broker is unreachable (see the module docstring).
+            self.log.warning("a table recovery step failed (%s); recovering again", exc)
+            await asyncio.sleep(UNREACHABLE_PAUSE)
+            self.signal_recovery_start.set()
             raise RebalanceAgain() from None
 
     async def _build_highwaters(

@@ -21,7 +21,7 @@ import os
 import random
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,11 +43,32 @@ SEEDS = (
 )
 
 OwnKafka = Callable[..., KafkaBroker]
+Pipelines = Callable[[KafkaBroker, str], Pipeline]
 
 
-def _pipeline(broker: KafkaBroker, tmp_path: Path, name: str) -> Pipeline:
-    factory = PipelineFactory(broker.bootstrap, tmp_path, name, "kafka")
-    return factory.new(partitions=6)
+@pytest.fixture
+def pipelines(tmp_path: Path) -> Iterator[Callable[[KafkaBroker, str], Pipeline]]:
+    """Pipelines on a test's own broker; their workers are killed at the end, as ever."""
+    factories: list[PipelineFactory] = []
+
+    def make(broker: KafkaBroker, name: str) -> Pipeline:
+        factories.append(PipelineFactory(broker.bootstrap, tmp_path, name, "kafka"))
+        return factories[-1].new(partitions=6)
+
+    try:
+        yield make
+    finally:
+        for factory in factories:
+            factory.close()
+
+
+def _no_crash(pipeline: Pipeline, what: str) -> None:
+    """Restart workers that exit 75 (as a supervisor would); any other exit is a bug."""
+    pipeline.supervise()
+    codes = [proc.poll() for proc in pipeline.workers]
+    assert all(code is None for code in codes), (
+        f"{what}: a worker exited {codes}\n{pipeline.logs()}"
+    )
 
 
 def _workload(tmp_path: Path, rows: int, seed: int) -> Path:
@@ -78,12 +99,12 @@ def _finish_and_compare(
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_the_broker_killed_at_random_moments_leaves_the_snapshot_exact(
-    own_kafka: OwnKafka, tmp_path: Path, seed: int
+    own_kafka: OwnKafka, pipelines: Pipelines, tmp_path: Path, seed: int
 ) -> None:
     print(f"broker chaos seed {seed} (replay: BROKER_CHAOS_SEED={seed}), rows {ROWS}")
     rng = random.Random(seed)
     broker = own_kafka()
-    pipeline = _pipeline(broker, tmp_path, f"broker-chaos-{seed}")
+    pipeline = pipelines(broker, f"broker-chaos-{seed}")
     batch = rng.choice([200, 1_000, 5_000, 50_000])
     pipeline.extra_env["LEDGER_BATCH_SIZE"] = str(batch)
     csv = _workload(tmp_path, ROWS, seed)
@@ -93,21 +114,24 @@ def test_the_broker_killed_at_random_moments_leaves_the_snapshot_exact(
     for kill in range(KILLS):
         # Sometimes while produce-csv runs, sometimes while only the workers do.
         time.sleep(rng.uniform(0.5, 6.0))
-        pipeline.supervise()
+        _no_crash(pipeline, f"seed {seed}")
         broker.kill()
         pause = rng.uniform(0.2, 8.0)
         print(f"broker chaos seed {seed}: kill {kill + 1}, down {pause:.1f}s, batch {batch}")
         time.sleep(pause)
+        _no_crash(pipeline, f"seed {seed}")
         broker.start()
+    time.sleep(2)
+    _no_crash(pipeline, f"seed {seed}")
     _finish_and_compare(pipeline, producer, csv, f"seed {seed}")
     print(f"broker chaos seed {seed}: {KILLS} broker kills survived, snapshot exact")
 
 
 def test_a_clean_broker_restart_mid_stream_loses_nothing(
-    own_kafka: OwnKafka, tmp_path: Path
+    own_kafka: OwnKafka, pipelines: Pipelines, tmp_path: Path
 ) -> None:
     broker = own_kafka()
-    pipeline = _pipeline(broker, tmp_path, "broker-restart")
+    pipeline = pipelines(broker, "broker-restart")
     pipeline.extra_env["LEDGER_BATCH_SIZE"] = "500"
     csv = _workload(tmp_path, 30_000, seed=7)
     pipeline.start_worker()
@@ -116,11 +140,13 @@ def test_a_clean_broker_restart_mid_stream_loses_nothing(
     time.sleep(3)
     broker.stop()  # SIGTERM: Kafka's controlled shutdown
     broker.start()
+    time.sleep(2)
+    _no_crash(pipeline, "clean restart")
     _finish_and_compare(pipeline, producer, csv, "clean restart")
 
 
 def test_workers_outlive_a_broker_outage_longer_than_their_request_timeout(
-    own_kafka: OwnKafka, tmp_path: Path
+    own_kafka: OwnKafka, pipelines: Pipelines, tmp_path: Path
 ) -> None:
     """The chosen behaviour (docs/operations.md): workers wait for the broker.
 
@@ -131,7 +157,7 @@ def test_workers_outlive_a_broker_outage_longer_than_their_request_timeout(
     ends with the same state as no outage, with no operator action.
     """
     broker = own_kafka()
-    pipeline = _pipeline(broker, tmp_path, "broker-outage")
+    pipeline = pipelines(broker, "broker-outage")
     pipeline.extra_env.update(LEDGER_BATCH_SIZE="500", LEDGER_REQUEST_TIMEOUT="6")
     csv = _workload(tmp_path, 30_000, seed=11)
     first, second = pipeline.start_worker(), pipeline.start_worker()
