@@ -14,6 +14,7 @@ from processor.logs import configure_rejects_log
 from processor.producer_metadata import keep_known_topics_on_add
 from processor.recovery import TrueEndRecovery
 from processor.stampede_patch import install as shield_stampede_waiters
+from processor.startup import BrokerWaitingWorker
 from processor.web import install_web
 
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings) -> faust.App:
         # unless given --without-web, and a second worker then dies on the port.
         app.boot_strategy.enable_web = False
     TrueEndRecovery.slow_first_highwaters = settings.fault_slow_recovery
+    BrokerWaitingWorker.settings = settings
     configure_rejects_log(settings)
     worker = install(app, settings)
     # /metrics, /livez, /readyz on the web server (processor.web); with the

@@ -13,32 +13,73 @@ down"): workers wait for the broker; they never give up on it.
   within seconds with a traceback and exit 1 (measured: 2.5 s), which a
   supervisor would answer with a crash loop and back-off.
 So an outage ends with no operator action, and exit 1 keeps meaning a bug.
+
+Then, before Faust declares any topic, the worker checks the partition
+counts of `transactions` and both changelogs against LEDGER_PARTITIONS and
+refuses to start (exit 78) if one differs: a client's partition is murmur2
+of its key modulo that count (SPEC M1), and a changelog partition holds the
+state of the input partition with the same number, so any other count would
+send events and state to the wrong places. Topics that do not exist yet are
+created by the worker with the right count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import faust
 
-from kafkaio.admin import wait_for_broker
-from kafkaio.errors import BrokerUnavailable
+from kafkaio.admin import partition_count, wait_for_broker
+from kafkaio.errors import BrokerUnavailable, TopicMissing
+from kafkaio.settings import Settings
 
 log = logging.getLogger("ledger.worker")
 
 #: Seconds between two "still waiting" lines while the broker is down.
 REPORT_EVERY = 10.0
+#: Exit code of a worker whose topics do not match its settings (sysexits' EX_CONFIG):
+#: a restart cannot help; the settings or the topics must change.
+EXIT_MISCONFIGURED = 78
+TABLES = ("accounts", "deposits")
 
 
 class BrokerWaitingWorker(faust.Worker):
-    """Faust's worker, whose first start waits until the broker answers a metadata request."""
+    """Faust's worker, whose first start waits for the broker and checks the topics' layout."""
+
+    #: The worker's settings (set by processor.faust_app, which builds the app from them).
+    settings: ClassVar[Settings | None] = None
 
     async def on_first_start(self) -> None:
         await wait_for_the_broker(self.app)
+        if self.settings is not None:
+            problem = await asyncio.to_thread(layout_problem, self.settings)
+            if problem is not None:
+                log.critical("refusing to start: %s", problem)
+                logging.shutdown()
+                os._exit(EXIT_MISCONFIGURED)
         await super().on_first_start()
+
+
+def layout_problem(settings: Settings) -> str | None:
+    """What is wrong with the partition counts of the ledger's topics, or None."""
+    expected = settings.partitions
+    topics = [settings.transactions_topic, *(settings.changelog_topic(t) for t in TABLES)]
+    for topic in topics:
+        try:
+            found = partition_count(settings.bootstrap_servers, topic, timeout=0)
+        except TopicMissing:
+            continue  # the worker creates it, with `expected` partitions
+        if found != expected:
+            return (
+                f"topic {topic!r} has {found} partitions, LEDGER_PARTITIONS says {expected}; "
+                "a client's partition depends on the count (SPEC M1): fix LEDGER_PARTITIONS, "
+                "or move the data to a new layout with `ledger-admin rebuild --to-topic`"
+            )
+    return None
 
 
 async def wait_for_the_broker(app: Any, probe_seconds: float = 5.0) -> None:

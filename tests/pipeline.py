@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from embedded.broker import free_port
 
@@ -74,6 +75,18 @@ class Pipeline:
         )
         env.update(self.extra_env)
         return env
+
+    def producer(self) -> Any:
+        """A hand-driven producer that places keys as produce-csv does (SPEC M1: murmur2)."""
+        from confluent_kafka import Producer
+
+        return Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "enable.idempotence": True,
+                "partitioner": "murmur2_random",
+            }
+        )
 
     def produce(self, csv: Path, *args: str) -> Result:
         return self._run("produce-csv", str(csv), "--no-progress", *args)

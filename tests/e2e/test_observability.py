@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.workload import generate
@@ -166,7 +165,7 @@ def _send(pipeline: Pipeline, values: list[bytes]) -> list[tuple[int, int]]:
     """Publish under one key; (partition, offset) of each, in order."""
     topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
     ensure_topic(pipeline.bootstrap, topic, pipeline.partitions)
-    producer = Producer({"bootstrap.servers": pipeline.bootstrap, "enable.idempotence": True})
+    producer = pipeline.producer()
     where: list[tuple[int, int]] = []
     for value in values:
         producer.produce(

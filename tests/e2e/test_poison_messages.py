@@ -12,7 +12,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Producer
 
 from kafkaio.admin import ensure_topic, partition_count, read_to_end
 from tests.helpers import run
@@ -48,7 +47,7 @@ def test_every_poison_message_lands_in_the_dlq_and_the_next_valid_one_is_applied
 ) -> None:  # R3, R4, R5, R6, R7
     topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
     ensure_topic(pipeline.bootstrap, topic, pipeline.partitions)
-    producer = Producer({"bootstrap.servers": pipeline.bootstrap, "enable.idempotence": True})
+    producer = pipeline.producer()
     # One key, so one partition, in this order: valid, poison, valid, poison, ...
     csv = ["type,client,tx,amount\n"]
     for tx, poison in enumerate(POISON.values(), start=1):
@@ -101,3 +100,39 @@ def _read(pipeline: Pipeline, topic_or_setting: str) -> list:  # type: ignore[ty
     partitions = partition_count(pipeline.bootstrap, topic)
     messages = list(read_to_end(pipeline.bootstrap, topic, partitions))
     return sorted(messages, key=lambda m: (m.partition(), m.offset()))
+
+
+def test_misplaced_messages_change_no_balance_and_are_dead_lettered_with_their_reason(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:  # M1, M2
+    from ledger.keys import client_key, partition_for
+
+    csv = tmp_path / "in.csv"
+    csv.write_text("type,client,tx,amount\ndeposit,7,1,800.0\ndeposit,8,2,1.0\n")
+    assert pipeline.produce(csv).returncode == 0
+    topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
+    home = partition_for(client_key(7), pipeline.partitions)
+    producer = pipeline.producer()
+    # Client 7's deposit under client 8's key (so on client 8's partition),
+    # then client 7's own key on a partition that is not its own.
+    producer.produce(topic, key=b"8", value=_deposit_of(7, 3, 50_000))
+    elsewhere = (home + 1) % pipeline.partitions
+    producer.produce(topic, key=b"7", value=_deposit_of(7, 4, 50_000), partition=elsewhere)
+    assert producer.flush(30) == 0
+
+    pipeline.start_worker()
+    exported = pipeline.export()
+    assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
+    # Only 800.0000 (the record refused) is right; 805.0000 would be the
+    # record applied, anything else is the balance of a wrong copy.
+    assert exported.stdout == run(csv).stdout
+    assert b"\n7,800.0000,0.0000,800.0000,false\n" in exported.stdout
+    dead = _read(pipeline, pipeline.env["LEDGER_DLQ_TOPIC"])
+    reasons = sorted(dict(m.headers() or [])["reason"] for m in dead)
+    assert reasons == [b"wrong_key", b"wrong_partition"]
+
+
+def _deposit_of(client: int, tx: int, units: int) -> bytes:
+    return orjson.dumps(
+        {"type": "deposit", "client": client, "tx": tx, "amount": units, "line": tx}
+    )
