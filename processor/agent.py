@@ -28,6 +28,7 @@ from kafkaio.settings import Settings
 from ledger.keys import Placement
 from processor.batch import Outcome, Record, apply_batch
 from processor.metrics import WorkerMetrics
+from processor.patience import until_answered
 from processor.sequencing import Sequencer
 from processor.transport import BatchConsumer, use_batch_transport
 from processor.writer import WriteFailed, Writer
@@ -102,7 +103,7 @@ class BatchWorker:
             # The first record of a partition must be the committed offset,
             # or the consumer skipped one: tell the sequencer what to expect.
             s = self.settings
-            committed = await asyncio.to_thread(
+            committed = await until_answered(
                 committed_offsets, s.bootstrap_servers, s.app_id, s.transactions_topic, s.partitions
             )
             # With nothing committed, the partition starts at its first record
@@ -111,7 +112,7 @@ class BatchWorker:
             # expecting the log start turns that into a hole and a seek back.
             expected = {p: committed.get(p, -1) for p in new}
             if any(offset < 0 for offset in expected.values()):
-                starts = await asyncio.to_thread(
+                starts = await until_answered(
                     start_offsets, s.bootstrap_servers, s.transactions_topic, s.partitions
                 )
                 expected = {p: o if o >= 0 else starts[p] for p, o in expected.items()}
@@ -214,7 +215,7 @@ class BatchWorker:
     async def _fill_hole(self, partition: int, missing: int) -> None:
         """A record of `partition` was skipped by the consumer (see processor.sequencing)."""
         topic = self.settings.transactions_topic
-        present = await asyncio.to_thread(
+        present = await until_answered(
             first_offset_from, self.settings.bootstrap_servers, topic, partition, missing
         )
         if present is not None and present > missing:

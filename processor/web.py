@@ -11,7 +11,6 @@ table recovery and `/readyz` says why the worker is not ready yet.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ from kafkaio.admin import committed_offsets
 from processor.agent import BatchWorker
 from processor.health import readiness
 from processor.metrics import CONTENT_TYPE
+from processor.patience import until_answered
 
 
 def install_web(app: faust.App, worker: BatchWorker) -> None:
@@ -57,7 +57,7 @@ def install_web(app: faust.App, worker: BatchWorker) -> None:
         new = mine - owned
         owned.update(mine)
         if new:
-            offsets = await asyncio.to_thread(
+            offsets = await until_answered(
                 committed_offsets,
                 settings.bootstrap_servers,
                 settings.app_id,

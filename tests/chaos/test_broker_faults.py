@@ -105,15 +105,19 @@ def test_the_broker_killed_at_random_moments_leaves_the_snapshot_exact(
     rng = random.Random(seed)
     broker = own_kafka()
     pipeline = pipelines(broker, f"broker-chaos-{seed}")
+    # Small batches keep the workers busy through every kill (mid-batch,
+    # mid-write, mid-commit); large ones make each replay long.
     batch = rng.choice([200, 1_000, 5_000, 50_000])
     pipeline.extra_env["LEDGER_BATCH_SIZE"] = str(batch)
     csv = _workload(tmp_path, ROWS, seed)
+    chunks = _chunks(csv, KILLS + 1)
     pipeline.start_worker()
     pipeline.start_worker()
-    producer = _start_producer(pipeline, csv)
-    for kill in range(KILLS):
-        # Sometimes while produce-csv runs, sometimes while only the workers do.
-        time.sleep(rng.uniform(0.5, 6.0))
+    for kill, chunk in enumerate(chunks[:-1]):
+        # produce-csv publishes a chunk in about a second: the kill lands
+        # while it sends, or just after, while only the workers run.
+        producer = _start_producer(pipeline, chunk)
+        time.sleep(rng.uniform(0.0, 2.0))
         _no_crash(pipeline, f"seed {seed}")
         broker.kill()
         pause = rng.uniform(0.2, 8.0)
@@ -121,10 +125,24 @@ def test_the_broker_killed_at_random_moments_leaves_the_snapshot_exact(
         time.sleep(pause)
         _no_crash(pipeline, f"seed {seed}")
         broker.start()
+        _out, err = producer.communicate(timeout=600)
+        assert producer.returncode == 0, f"seed {seed}: produce-csv: {err.decode()[-2000:]}"
     time.sleep(2)
     _no_crash(pipeline, f"seed {seed}")
-    _finish_and_compare(pipeline, producer, csv, f"seed {seed}")
+    _finish_and_compare(pipeline, _start_producer(pipeline, chunks[-1]), csv, f"seed {seed}")
     print(f"broker chaos seed {seed}: {KILLS} broker kills survived, snapshot exact")
+
+
+def _chunks(csv: Path, count: int) -> list[Path]:
+    """The file cut in `count` pieces (the header only in the first)."""
+    rows = csv.read_text().splitlines(keepends=True)
+    size = -(-len(rows) // count)
+    paths = []
+    for i in range(count):
+        path = csv.with_name(f"chunk-{i}.csv")
+        path.write_text("".join(rows[i * size : (i + 1) * size]))
+        paths.append(path)
+    return paths
 
 
 def test_a_clean_broker_restart_mid_stream_loses_nothing(
