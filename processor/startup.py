@@ -12,6 +12,10 @@ down"): workers wait for the broker; they never give up on it.
   waits here until the broker answers. Faust's own start-up gives up
   within seconds with a traceback and exit 1 (measured: 2.5 s), which a
   supervisor would answer with a crash loop and back-off.
+- A worker whose broker goes away while Faust is still starting (declaring
+  topics, joining the group) crashes inside Faust with a connection error
+  (seen in the broker kill -9 test: NodeNotReadyError from a changelog's
+  declare). Such a crash exits 75, not 1: its restart waits for the broker.
 So an outage ends with no operator action, and exit 1 keeps meaning a bug.
 
 Then, before Faust declares any topic, the worker checks the partition
@@ -29,9 +33,10 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import faust
+from aiokafka import errors as aiokafka_errors
 
 from kafkaio.admin import partition_count, wait_for_broker
 from kafkaio.errors import BrokerUnavailable, TopicMissing
@@ -47,11 +52,27 @@ EXIT_MISCONFIGURED = 78
 TABLES = ("accounts", "deposits")
 
 
+#: Exit code asking the supervisor for a restart (as processor.agent.EXIT_COMMIT_FAILED).
+EXIT_RESTART = 75
+#: Errors that mean "the broker could not be reached", whatever Faust was doing.
+BROKER_GONE: tuple[type[BaseException], ...] = (
+    aiokafka_errors.KafkaConnectionError,
+    aiokafka_errors.NodeNotReadyError,
+    aiokafka_errors.RequestTimedOutError,
+    aiokafka_errors.KafkaTimeoutError,
+    aiokafka_errors.GroupCoordinatorNotAvailableError,
+    BrokerUnavailable,
+    ConnectionError,
+)
+
+
 class BrokerWaitingWorker(faust.Worker):
     """Faust's worker, whose first start waits for the broker and checks the topics' layout."""
 
     #: The worker's settings (set by processor.faust_app, which builds the app from them).
     settings: ClassVar[Settings | None] = None
+
+    _start_error: BaseException | None = None
 
     async def on_first_start(self) -> None:
         await wait_for_the_broker(self.app)
@@ -62,6 +83,35 @@ class BrokerWaitingWorker(faust.Worker):
                 logging.shutdown()
                 os._exit(EXIT_MISCONFIGURED)
         await super().on_first_start()
+
+    async def start(self) -> None:
+        try:
+            await super().start()
+        except Exception as exc:
+            self._start_error = exc  # mode's exit path keeps only the exit code
+            raise
+
+    def execute_from_commandline(self) -> NoReturn:
+        try:
+            super().execute_from_commandline()
+        except SystemExit as exc:
+            cause = self.crash_reason or self._start_error
+            if exc.code not in (0, None) and lost_the_broker(cause):
+                log.critical("the broker went away (%r); exiting %d to be restarted", cause, 75)
+                logging.shutdown()
+                raise SystemExit(EXIT_RESTART) from None
+            raise
+
+
+def lost_the_broker(error: BaseException | None) -> bool:
+    """Whether `error`, or an error it was raised from, says the broker could not be reached."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, BROKER_GONE):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
 
 
 def layout_problem(settings: Settings) -> str | None:
