@@ -95,7 +95,13 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
 
 
 @translated
-def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1) -> int:
+def ensure_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    replication: int = 1,
+    config: dict[str, str] | None = None,
+) -> int:
     """Create `topic` if missing; return its partition count (which may differ if it existed)."""
     admin = admin_client(bootstrap)
     # List every topic: asking for one topic's metadata makes some brokers
@@ -103,7 +109,7 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int =
     existing = admin.list_topics(timeout=10).topics.get(topic)
     if existing is not None and existing.error is None and existing.partitions:
         return len(existing.partitions)
-    futures = admin.create_topics([NewTopic(topic, partitions, replication)])
+    futures = admin.create_topics([NewTopic(topic, partitions, replication, config=config or {})])
     try:
         futures[topic].result(timeout=30)
     except KafkaException as exc:

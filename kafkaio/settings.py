@@ -32,6 +32,10 @@ ENV = {
 }
 
 
+#: What Faust itself sets on a table's changelog (and nothing else: no retention).
+CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+
+
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "localhost:9092"

@@ -40,14 +40,12 @@ from kafkaio.admin import (
     start_offsets,
 )
 from kafkaio.errors import KafkaIOError, TopicMissing
-from kafkaio.settings import Settings
+from kafkaio.settings import CHANGELOG_CONFIG, Settings
 from producers.csv_producer import producer_config
 
 #: Exit code of `rebuild` while the worker group still has members: stop the workers first.
 EXIT_WORKERS_RUNNING = 4
 TABLES = ("accounts", "deposits")
-#: What Faust itself sets on a table's changelog (and nothing else: no retention).
-CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
 
 
 def _settings(bootstrap_servers: str | None, app_id: str | None) -> Settings:

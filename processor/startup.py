@@ -24,7 +24,11 @@ refuses to start (exit 78) if one differs: a client's partition is murmur2
 of its key modulo that count (SPEC M1), and a changelog partition holds the
 state of the input partition with the same number, so any other count would
 send events and state to the wrong places. Topics that do not exist yet are
-created by the worker with the right count.
+created here, with the right count, before Faust subscribes: on Apache
+Kafka a worker that subscribed to a missing `transactions` ignored it
+("Ignoring missing topic") until its next metadata refresh, and stayed
+unready with no partitions (measured: over 120 s) even after the topic was
+created. Tansu hid that by creating topics on any metadata request.
 """
 
 from __future__ import annotations
@@ -38,9 +42,9 @@ from typing import Any, ClassVar, NoReturn
 import faust
 from aiokafka import errors as aiokafka_errors
 
-from kafkaio.admin import partition_count, wait_for_broker
+from kafkaio.admin import ensure_topic, partition_count, wait_for_broker
 from kafkaio.errors import BrokerUnavailable, TopicMissing
-from kafkaio.settings import Settings
+from kafkaio.settings import CHANGELOG_CONFIG, Settings
 
 log = logging.getLogger("ledger.worker")
 
@@ -82,6 +86,7 @@ class BrokerWaitingWorker(faust.Worker):
                 log.critical("refusing to start: %s", problem)
                 logging.shutdown()
                 os._exit(EXIT_MISCONFIGURED)
+            await asyncio.to_thread(create_topics, self.settings)
         await super().on_first_start()
 
     async def start(self) -> None:
@@ -112,6 +117,21 @@ def lost_the_broker(error: BaseException | None) -> bool:
         error = error.__cause__ or error.__context__
         seen += 1
     return False
+
+
+def create_topics(settings: Settings) -> None:
+    """The ledger's topics, created with the settings' layout where missing."""
+    s = settings
+    for topic in (s.transactions_topic, s.dlq_topic, s.rejected_topic):
+        ensure_topic(s.bootstrap_servers, topic, s.partitions, s.replication_factor)
+    for table in TABLES:
+        ensure_topic(
+            s.bootstrap_servers,
+            s.changelog_topic(table),
+            s.partitions,
+            s.replication_factor,
+            CHANGELOG_CONFIG,
+        )
 
 
 def layout_problem(settings: Settings) -> str | None:
