@@ -20,12 +20,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 import click
 
 from embedded.kafka import KAFKA_VERSION, KafkaBroker, fetch_jars, unavailable_reason
-from embedded.ports import free_port
+from embedded.ports import free_port, spawn_broker
 from kafkaio.errors import BrokerUnavailable
 
 ENGINES = ("tansu", "kafka")
@@ -71,16 +71,8 @@ class LocalBroker:
 
     def start(self, timeout: float = 30.0) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
-        out: IO[bytes] | int = (
-            open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        )
-        self.process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C meant for us is not also delivered to it
-        )
+        argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        self.process = spawn_broker(argv, self.log)
         self._wait_listening(timeout)
 
     def _wait_listening(self, timeout: float) -> None:

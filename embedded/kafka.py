@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
-from embedded.ports import free_port
+from embedded.ports import free_port, spawn_broker
 from kafkaio.errors import BrokerUnavailable
 
 #: The Apache Kafka release every launcher, test and image of this project uses.
@@ -344,16 +344,7 @@ class KafkaBroker:
         server = self._write_config()
         if not self.formatted:
             self._format(server)
-        out: IO[bytes] | int = (
-            open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        )
-        self.process = subprocess.Popen(
-            self._java("kafka.Kafka", str(server)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C meant for us is not also delivered to it
-        )
+        self.process = spawn_broker(self._java("kafka.Kafka", str(server)), self.log)
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
