@@ -45,6 +45,7 @@ from aiokafka import errors as aiokafka_errors
 from kafkaio.admin import ensure_topic, partition_count, wait_for_broker
 from kafkaio.errors import BrokerUnavailable, TopicMissing
 from kafkaio.settings import CHANGELOG_CONFIG, Settings
+from processor.agent import EXIT_COMMIT_FAILED
 
 log = logging.getLogger("ledger.worker")
 
@@ -56,8 +57,8 @@ EXIT_MISCONFIGURED = 78
 TABLES = ("accounts", "deposits")
 
 
-#: Exit code asking the supervisor for a restart (as processor.agent.EXIT_COMMIT_FAILED).
-EXIT_RESTART = 75
+#: Exit code asking the supervisor for a restart: the agent's, for the same reason.
+EXIT_RESTART = EXIT_COMMIT_FAILED
 #: Errors that mean "the broker could not be reached", whatever Faust was doing.
 BROKER_GONE: tuple[type[BaseException], ...] = (
     aiokafka_errors.KafkaConnectionError,
@@ -102,7 +103,9 @@ class BrokerWaitingWorker(faust.Worker):
         except SystemExit as exc:
             cause = self.crash_reason or self._start_error
             if exc.code not in (0, None) and lost_the_broker(cause):
-                log.critical("the broker went away (%r); exiting %d to be restarted", cause, 75)
+                log.critical(
+                    "the broker went away (%r); exiting %d to be restarted", cause, EXIT_RESTART
+                )
                 logging.shutdown()
                 raise SystemExit(EXIT_RESTART) from None
             raise
