@@ -1,11 +1,14 @@
-"""The agent: decode -> ledger core -> tables, one batch at a time, then commit.
+"""The agent: decode -> ledger core -> tables, a batch at a time, a transaction per partition.
 
-Per batch: apply (processor.batch, pure), store and send the coalesced table
-writes, send rejections and dead letters, wait until the broker has
-acknowledged all of it, then commit the batch's source offsets and wait for
-that too. The next batch writes nothing before the commit succeeded, so at
-most one batch per partition is ever written but uncommitted: the property
-docs/exactness.md builds on. A failed commit stops the worker at once.
+Per batch: apply (processor.batch, pure), store the coalesced table writes
+and send them, with the rejections and dead letters, each in the
+transaction of its input partition (processor.writer); write each
+partition's position record (the next input offset its state reflects)
+last and commit the transactions. Only then the group's offsets are
+committed, for monitoring: a worker resumes from its state's positions,
+never from the group's offsets (`resume`), so expired, deleted or reset
+group offsets change nothing. A failed or fenced transaction stops the
+worker at once (exit 75). docs/exactness.md has the whole argument.
 """
 
 from __future__ import annotations
@@ -29,17 +32,24 @@ from ledger.keys import Placement
 from processor.batch import Outcome, Record, apply_batch
 from processor.metrics import WorkerMetrics
 from processor.patience import until_answered
+from processor.recovery import TrueEndRecovery
 from processor.sequencing import Sequencer
+from processor.state import decode_position, encode_position, position_key
 from processor.transport import BatchConsumer, use_batch_transport
-from processor.writer import WriteFailed, Writer
+from processor.writer import Fenced, WriteFailed, Writer
 
 log = logging.getLogger("ledger.worker")
 #: One key=value line per rejected row (INFO) or dead letter (WARNING): processor.logs.
 rejects_log = logging.getLogger("ledger.rejects")
 
-#: Exit code when a commit fails: the supervisor restarts the worker, which
-#: recovers its tables from the changelogs and replays from the last commit.
+#: Exit code when a batch's transaction fails or is fenced: the supervisor
+#: restarts the worker, which recovers its tables from the changelogs and
+#: resumes from the positions they hold.
 EXIT_COMMIT_FAILED = 75
+#: Exit code when a partition's state and its input disagree (sysexits'
+#: EX_DATAERR): the input the state needs next was deleted, or the group
+#: committed past the state. A restart cannot help; see docs/operations.md.
+EXIT_INPUT_MISMATCH = 65
 
 
 class BatchWorker:
@@ -72,7 +82,7 @@ class BatchWorker:
             internal=True,
             acks=False,
         )
-        self.writer = Writer(settings.bootstrap_servers, settings.request_timeout)
+        self.writer = Writer(settings.bootstrap_servers, settings.app_id, settings.request_timeout)
         #: Seconds spent per step of a batch since start, and batches done.
         self.seconds: dict[str, float] = dict.fromkeys(
             ("fetch", "apply", "send", "confirm", "commit"), 0.0
@@ -97,33 +107,81 @@ class BatchWorker:
         self.placement = Placement(settings.partitions)
 
     async def on_assigned(self, tps: set[TP]) -> None:
-        mine = {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
-        new = mine - self.owned
-        if new:
-            # The first record of a partition must be the committed offset,
-            # or the consumer skipped one: tell the sequencer what to expect.
-            s = self.settings
-            committed = await until_answered(
-                committed_offsets, s.bootstrap_servers, s.app_id, s.transactions_topic, s.partitions
-            )
-            # With nothing committed, the partition starts at its first record
-            # (auto offset reset = earliest). Measured: a fresh worker was once
-            # handed a partition with nothing committed at offset 4805, not 0;
-            # expecting the log start turns that into a hole and a seek back.
-            expected = {p: committed.get(p, -1) for p in new}
-            if any(offset < 0 for offset in expected.values()):
-                starts = await until_answered(
-                    start_offsets, s.bootstrap_servers, s.transactions_topic, s.partitions
-                )
-                expected = {p: o if o >= 0 else starts[p] for p, o in expected.items()}
-            self.sequencer.expected.update(expected)
-        self.owned |= mine
+        self.owned |= {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
+
+    async def fence(self, partitions: set[int]) -> None:
+        """Take over these partitions' transactional ids, before their changelogs are read.
+
+        Called by processor.recovery at the start of every table recovery.
+        From here on no earlier owner of them can commit a transaction.
+        """
+        await self.writer.fence(partitions)
+
+    async def resume(self, partitions: set[int]) -> None:
+        """Send each recovered input partition's consumer to its state's position.
+
+        Called after the tables are recovered, instead of Faust's seek to the
+        group's committed offsets (processor.transport). The position record
+        is the state's own: written in the transaction of the batch it
+        closes, so it is exactly what the state reflects. Refuses (exit 65)
+        where input and state cannot both be right:
+        - the log starts past the position: events the state never applied
+          were deleted (retention, delete-records);
+        - the group committed past the position: the state lost batches the
+          group saw committed (a changelog deleted or emptied by hand, or the
+          group's offsets moved forward by an operator).
+        No position record and nothing committed: a new partition, from offset 0.
+        """
+        s = self.settings
+        mine = sorted(p for p in partitions if p in self.owned)
+        if not mine:
+            return
+        store = _dict_of(self.accounts)
+        positions = {}
+        for p in mine:
+            raw = store.get(position_key(p))
+            positions[p] = decode_position(raw) if raw is not None else 0
+        starts = await until_answered(
+            start_offsets, s.bootstrap_servers, s.transactions_topic, s.partitions
+        )
+        committed = await until_answered(
+            committed_offsets, s.bootstrap_servers, s.app_id, s.transactions_topic, s.partitions
+        )
+        for p in mine:
+            position = positions[p]
+            if starts.get(p, 0) > position:
+                _refuse(
+                    "%s[%d] starts at offset %d but the state has applied only the events "
+                    "below %d: events %d..%d were deleted before any worker applied them. "
+                    "Nothing was skipped. Restore them into the topic, or accept their loss "
+                    "with `ledger-admin rebuild` (docs/operations.md).",
+                    s.transactions_topic, p, starts[p], position, position, starts[p] - 1,
+                )  # fmt: skip
+            if committed.get(p, -1) > position:
+                _refuse(
+                    "group %r committed offset %d of %s[%d], but the state (changelog "
+                    "position) has applied only the events below %d: the changelogs lost "
+                    "batches or the group's offsets were moved forward. Nothing was "
+                    "applied. Rebuild the state with `ledger-admin rebuild` "
+                    "(docs/operations.md).",
+                    s.app_id, committed[p], s.transactions_topic, p, position,
+                )  # fmt: skip
+        topic = s.transactions_topic
+        for p in mine:
+            await self.app.consumer.seek(TP(topic, p), positions[p])
+        self.sequencer.expected.update(positions)
+        log.info("resuming from the state's positions %s", positions)
+        # Monitoring reads the group's offsets: bring them to the state's
+        # position (they may be behind by a batch, or gone entirely).
+        behind = {p: o for p, o in positions.items() if committed.get(p, -1) != o}
+        await self._commit_offsets(behind)
 
     async def on_revoked(self, tps: set[TP]) -> None:
         mine = {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
         async with self.batch_lock:
             self.owned -= mine
             self.sequencer.forget(mine)
+            self.writer.release(mine)
             for partition in mine:
                 self._seeks.pop(partition, None)
 
@@ -181,9 +239,10 @@ class BatchWorker:
         self._write(self.deposits, outcome.deposit_writes)
         self._report(outcome)
         sent = clock()
-        await self._confirm()
+        positions = {p: last + 1 for p, last in outcome.last_offsets.items()}
+        await self._commit_transactions(positions)
         confirmed = clock()
-        await self._commit(outcome.last_offsets)
+        await self._commit_offsets(positions)
         committed = clock()
         seconds = self.seconds
         seconds["apply"] += applied - started
@@ -266,12 +325,26 @@ class BatchWorker:
             store[key] = value
         self.writer.send_many(table.changelog_topic.get_topic_name(), writes)
 
-    async def _confirm(self) -> None:
-        """Every record of the batch acknowledged, or stop before committing its input."""
+    async def _commit_transactions(self, positions: dict[int, int]) -> None:
+        """Each partition's position record, then its transaction committed; or stop.
+
+        The position is stored in the table too, so this worker's own view
+        matches what a recovery would read.
+        """
+        accounts, topic = _dict_of(self.accounts), self.accounts.changelog_topic.get_topic_name()
+        records = {}
+        for p, next_offset in positions.items():
+            key, value = position_key(p), encode_position(next_offset)
+            accounts[key] = value
+            records[p] = (topic, key, value)
         try:
-            await self.writer.confirm()
+            await self.writer.commit(records)
+        except Fenced as exc:
+            # A worker that froze past its session timeout (SIGSTOP, a VM
+            # pause, a network cut) finds its partitions owned by another.
+            _stop("fenced: another worker owns this partition now (%s); stopping", exc)
         except WriteFailed as exc:
-            _stop("a write of this batch was not delivered (%s); stopping", exc)
+            _stop("the transaction of this batch was not committed (%s); stopping", exc)
 
     def _report(self, outcome: Outcome) -> None:
         send = self.writer.send
@@ -287,7 +360,8 @@ class BatchWorker:
                 rejection["tx"],
                 rejection["line"],
             )
-            send(self.settings.rejected_topic, record.key, orjson.dumps(rejection))
+            value = orjson.dumps(rejection)
+            send(record.partition, self.settings.rejected_topic, record.key, value)
         for record, reason, detail in outcome.dead:
             rejects_log.warning(
                 "event=dead_lettered topic=%s partition=%d offset=%d reason=%s detail=%s",
@@ -303,22 +377,24 @@ class BatchWorker:
                 ("source", orjson.dumps(_source(record))),
             ]
             # The value goes on unchanged, so a fixed consumer can replay it.
-            send(self.settings.dlq_topic, record.key, record.value, headers=headers)
+            send(record.partition, self.settings.dlq_topic, record.key, record.value, headers)
 
-    async def _commit(self, last_offsets: dict[int, int]) -> None:
-        if not last_offsets:
+    async def _commit_offsets(self, positions: dict[int, int]) -> None:
+        """The group's offsets, for monitoring (lag, `export-snapshot --wait`): best effort.
+
+        They never decide where a worker resumes (`resume`), so a commit
+        refused because a rebalance began is only logged.
+        """
+        if not positions:
             return
         topic = self.settings.transactions_topic
-        offsets = {TP(topic, p): last + 1 for p, last in last_offsets.items()}
+        offsets = {TP(topic, p): o for p, o in positions.items()}
         consumer = self.app.consumer
-        revoked = [tp for tp in offsets if tp not in consumer.assignment()]
-        ok = not revoked and await consumer._commit(offsets)  # type: ignore[attr-defined]
-        if not ok:
-            # The outcome of the commit is unknown or negative, and the batch's
-            # writes are already in the changelog. Writing anything more could
-            # break the one-uncommitted-batch rule, so stop now, hard.
-            _stop("commit of %s failed (revoked: %s); stopping", offsets, revoked)
-        self.metrics.record_commit({tp.partition: o for tp, o in offsets.items()})
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if offsets and not await consumer._commit(offsets):  # type: ignore[attr-defined]
+            log.info("group offsets %s not committed (a rebalance began)", offsets)
+        self.metrics.record_commit(positions)
 
 
 def _stop(message: str, *args: Any) -> NoReturn:
@@ -326,6 +402,13 @@ def _stop(message: str, *args: Any) -> NoReturn:
     log.critical(message, *args)
     logging.shutdown()
     os._exit(EXIT_COMMIT_FAILED)
+
+
+def _refuse(message: str, *args: Any) -> NoReturn:
+    """Stop for good: input and state disagree (see EXIT_INPUT_MISMATCH)."""
+    log.critical("refusing to go on: " + message, *args)
+    logging.shutdown()
+    os._exit(EXIT_INPUT_MISMATCH)
 
 
 def _dict_of(table: Any) -> Any:
@@ -346,7 +429,12 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
     # The agent: every fetch of `transactions` records goes to worker.process
     # whole (processor.transport says why not through a Faust stream). Adding
     # the topic to the app's topics is what subscribes the worker to it.
-    use_batch_transport(app, settings.transactions_topic, worker.process, worker.waited)
+    use_batch_transport(
+        app, settings.transactions_topic, worker.process, worker.waited, worker.resume
+    )
+    # Every table recovery first takes over the transactional ids of the
+    # partitions it is about to read (processor.recovery, processor.writer).
+    TrueEndRecovery.before_reading = worker.fence
     app.topics.add(worker.source)
 
     # Faust sends these signals as (app, set_of_tps) and awaits the receivers.

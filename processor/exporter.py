@@ -3,18 +3,17 @@
 No worker needs to run: the accounts changelog holds every account's latest
 value, so reading it to its end rebuilds the table. With `--wait` the exporter
 first waits until the worker group has committed everything in `transactions`;
-workers commit a batch only after its changelog records are acknowledged, so
-at that point the changelog reflects every input row.
+workers commit the group's offsets only after the batch's transaction, so at
+that point the changelog reflects every input row.
 
 Without `--wait`, while workers go on, the snapshot is the state as of the
-committed offsets printed on the `as-of:` line, exactly: those offsets are
-read first, then the changelog to its end, and an entry written by a batch
-at or past the as-of offset of its partition (its `offset` field says so,
-docs/exactness.md) is left out, the key keeping its last entry from before.
-Committed batches' records are acknowledged before the commit, so every
-entry up to the as-of point is there. (Where compaction has already removed
-that earlier entry, the later one's `before` stands in: it is the state at
-the start of the first batch past the as-of point.)
+positions printed on the `as-of:` line, exactly: each changelog partition
+carries the position record of its state (the next input offset it has not
+applied, processor.state), written in the same transaction as the batch's
+entries, and the snapshot holds every row of partition p below its position
+and none at or past it. The changelog is read read_committed; entries a
+broker serves from an aborted or torn batch anyway (Tansu does) are past the
+position and left out (`load_accounts`).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -32,7 +30,7 @@ from kafkaio.errors import KafkaIOError, TopicMissing
 from kafkaio.settings import Settings
 from ledger import Account, render_csv
 from ledger.snapshot import render_jsonl
-from processor.state import decode_account
+from processor.state import Stored, decode_account, decode_position, is_position_key
 
 EXIT_TIMEOUT = 3
 
@@ -41,34 +39,49 @@ class WaitTimeout(KafkaIOError):
     pass
 
 
-def load_accounts(settings: Settings, as_of: Mapping[int, int] | None = None) -> dict[int, Account]:
-    """Every account, or, with `as_of` (partition -> committed offset), as of those offsets."""
+def load_accounts(settings: Settings) -> tuple[dict[int, Account], dict[int, int]]:
+    """Every account as of its partition's position record, and those positions.
+
+    The changelog is read with read_committed: records of aborted
+    transactions (a crashed or fenced batch) are not handed out. Where a
+    broker serves them anyway (Tansu) or a batch was cut short, its entries
+    carry an offset at or past the partition's position; they are left out,
+    the key keeping its entry from before (or, where compaction removed
+    that, the later entry's `before`: the state at the start of its batch).
+    """
     topic = settings.changelog_topic("accounts")
     accounts: dict[int, Account] = {}
-    #: Accounts seen only in entries past the as-of point: their value before that.
-    earlier: dict[int, Account | None] = {}
     try:
         partitions = partition_count(settings.bootstrap_servers, topic, timeout=2)
     except TopicMissing:
-        return accounts  # no worker ever wrote: no accounts yet
+        return accounts, {}  # no worker ever wrote: no accounts yet
+    positions: dict[int, int] = {}
+    entries: list[tuple[int, int, Stored | None]] = []  # (partition, client, entry)
     for message in read_to_end(settings.bootstrap_servers, topic, partitions):
-        client = int(message.key())
-        value = message.value()
-        if value is None:
-            accounts.pop(client, None)  # a tombstone: the account was removed by a rebuild
-            earlier.pop(client, None)
+        key, value = message.key(), message.value()
+        partition = int(message.partition() or 0)
+        if is_position_key(key):
+            if value is not None:
+                positions[partition] = decode_position(value)
             continue
-        stored = decode_account(value)
-        if as_of is not None and stored.offset >= max(as_of.get(message.partition(), 0), 0):
+        # None: a tombstone, the account was removed by a rebuild.
+        entries.append((partition, int(key), None if value is None else decode_account(value)))
+    #: Accounts seen only in entries past the position: their value before that.
+    earlier: dict[int, Account | None] = {}
+    for partition, client, stored in entries:
+        if stored is None:
+            accounts.pop(client, None)
+            earlier.pop(client, None)
+        elif stored.offset >= positions.get(partition, 0):
             if client not in accounts:
                 earlier.setdefault(client, stored.before)  # type: ignore[arg-type]
-            continue
-        assert isinstance(stored.value, Account)
-        accounts[client] = stored.value
+        else:
+            assert isinstance(stored.value, Account)
+            accounts[client] = stored.value
     for client, before in earlier.items():
         if client not in accounts and before is not None:
             accounts[client] = before
-    return accounts
+    return accounts, positions
 
 
 def wait_for_lag_zero(settings: Settings, timeout: float) -> dict[int, int]:
@@ -126,17 +139,15 @@ def cli(
         if wait:
             wait_for_lag_zero(settings, timeout)
         topic = settings.transactions_topic
-        partitions = partition_count(settings.bootstrap_servers, topic, timeout=2)
-        as_of = committed_offsets(settings.bootstrap_servers, settings.app_id, topic, partitions)
-        accounts = load_accounts(settings, as_of)
+        accounts, as_of = load_accounts(settings)
     except WaitTimeout as exc:
         click.echo(f"export-snapshot: {exc}", err=True)
         sys.exit(EXIT_TIMEOUT)
     except KafkaIOError as exc:
         click.echo(f"export-snapshot: {exc}", err=True)
         sys.exit(2)
-    offsets = " ".join(f"{p}:{max(o, 0)}" for p, o in sorted(as_of.items()))
-    click.echo(f"as-of: {topic} committed offsets (partition:offset) {offsets}", err=True)
+    offsets = " ".join(f"{p}:{o}" for p, o in sorted(as_of.items()))
+    click.echo(f"as-of: {topic} state positions (partition:next offset) {offsets}", err=True)
     text = render_csv(accounts) if fmt == "csv" else render_jsonl(accounts)
     if output is None:
         sys.stdout.write(text)

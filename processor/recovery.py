@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
 
 from faust.tables import TableManager
 from faust.tables.recovery import RebalanceAgain, Recovery, ServiceStopped
@@ -40,7 +41,7 @@ from faust.types import TP
 from mode.services import WaitArgT
 from mode.utils.times import Seconds
 
-from kafkaio.admin import end_offsets
+from kafkaio.admin import last_record_offsets
 from kafkaio.errors import KafkaIOError
 
 #: Seconds between two tries of a recovery whose broker could not be reached.
@@ -52,6 +53,11 @@ class TrueEndRecovery(Recovery):
     #: first highwater read of the process takes this many seconds longer, to
     #: make a recovery step time out on purpose. 0 in production.
     slow_first_highwaters: float = 0.0
+    #: Called with the partition numbers of the active changelog partitions
+    #: before their ends are read: the agent fences the partitions'
+    #: previous owners there (processor.writer), so nothing of theirs can
+    #: land after this read.
+    before_reading: ClassVar[Callable[[set[int]], Awaitable[None]] | None] = None
 
     async def _wait(self, coro: WaitArgT, timeout: Seconds | None = None) -> None:
         try:
@@ -77,17 +83,23 @@ class TrueEndRecovery(Recovery):
         by_topic: dict[str, set[int]] = {}
         for tp in tps:
             by_topic.setdefault(tp.topic, set()).add(tp.partition)
+        fence = TrueEndRecovery.before_reading
+        if title == "active" and fence is not None and tps:
+            await fence({tp.partition for tp in tps})
         if self.slow_first_highwaters:
             delay, TrueEndRecovery.slow_first_highwaters = self.slow_first_highwaters, 0.0
             await asyncio.sleep(delay)
         highwaters: dict[TP, int] = {}
         for topic, partitions in by_topic.items():
             count = max(partitions) + 1
-            ends = await asyncio.to_thread(end_offsets, bootstrap, topic, count)
+            last = await asyncio.to_thread(last_record_offsets, bootstrap, topic, count)
             for partition in partitions:
                 # Faust's convention: the highwater is the offset of the last
-                # record (end - 1), -1 for an empty partition.
-                highwaters[TP(topic, partition)] = ends[partition] - 1
+                # record, -1 for an empty partition. Not end - 1: the reader
+                # is read_committed, and the last offset of a transactional
+                # changelog is a commit marker, which no reader is handed, so
+                # Faust would wait for it forever.
+                highwaters[TP(topic, partition)] = last[partition]
         self.log.info(
             "Highwater for %s changelog partitions (read to end):\n%s",
             title,

@@ -6,6 +6,15 @@ values are small orjson arrays, so any Kafka tool can read a changelog:
     account  [available, held, locked, offset, before]
     deposit  [amount, state, offset, before]
 
+and, once per partition p, in the accounts table and changelog only:
+
+    b"#position:<p>"  {"next_offset": n}
+
+the next offset of input partition p that the partition's state has not
+applied: every event of p below n is in the state, none at or after it. It
+is written in the same transaction as the batch's other records, last
+(processor.writer). Client keys are digits, so no client can collide with it.
+
 `offset` is the source offset (in the client's `transactions` partition) of the
 last event that changed the entry, and `before` is the entry as it was when
 the batch that wrote it began ([available, held, locked] / [amount, state], or
@@ -38,6 +47,29 @@ def account_key(client: int) -> bytes:
 
 def deposit_key_bytes(client: int, tx: int) -> bytes:
     return b"%d:%d" % (client, tx)
+
+
+#: First byte of the position keys; never the first byte of a client key (digits).
+POSITION_PREFIX = b"#position:"
+
+
+def position_key(partition: int) -> bytes:
+    return b"#position:%d" % partition
+
+
+def is_position_key(key: bytes) -> bool:
+    return key.startswith(POSITION_PREFIX)
+
+
+def encode_position(next_offset: int) -> bytes:
+    return b'{"next_offset":%d}' % next_offset
+
+
+def decode_position(raw: bytes) -> int:
+    value = orjson.loads(raw)["next_offset"]
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"bad position record {raw[:64]!r}")
+    return value
 
 
 def client_of(key: bytes) -> int:

@@ -30,12 +30,50 @@ from faust.types import TP
 from processor.batch import Record
 
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
+#: Called with the source partitions assigned here once the tables are recovered.
+ResumeHandler = Callable[[set[int]], Awaitable[None]]
 WaitObserver = Callable[[float], None]
 #: (generation when asked, records by partition, partitions active then)
 Fetched = tuple[int, Any, Any]
 
 
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, reading committed records only.
+
+    Faust asks for read_committed only in its own exactly-once mode, which
+    this worker does not use (its transactions are its own,
+    processor.writer). Without it, the records of an aborted transaction
+    - a crashed or fenced batch on a changelog, or an aborted producer
+    transaction on `transactions` - would be recovered into the tables or
+    applied. aiokafka reads the setting at start(), so it is set on the
+    client before then. Pinned: faust-streaming 0.15.3, aiokafka 0.14.0
+    (the private attribute is `_isolation_level` there).
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        """After a recovery: the source partitions go to their state's positions.
+
+        Faust seeks every partition to the group's committed offset; the
+        ledger resumes from the position its state records instead (the
+        agent's `resume`), which is what makes expired or deleted group
+        offsets harmless.
+        """
+        await super().perform_seek()
+        transport = cast(BatchTransport, self.transport)
+        mine = {tp.partition for tp in self.assignment() if tp.topic == transport.batch_topic}
+        if mine:
+            await transport.batch_resume(mine)
+
     async def _drain_messages(self, fetcher: Any) -> None:
         transport = cast(BatchTransport, self.transport)
         topic, handler = transport.batch_topic, transport.batch_handler
@@ -167,16 +205,21 @@ class BatchTransport(faust_aiokafka.Transport):
     batch_topic: str = ""
     batch_handler: BatchHandler
     batch_waited: WaitObserver
+    batch_resume: ResumeHandler
 
 
-def use_batch_transport(app: Any, topic: str, handler: BatchHandler, waited: WaitObserver) -> None:
+def use_batch_transport(
+    app: Any, topic: str, handler: BatchHandler, waited: WaitObserver, resume: ResumeHandler
+) -> None:
     """Make `app` deliver `topic`'s records to `handler`, a fetch at a time.
 
     `waited` is told how long each wait for a fetch took (the worker's time
-    split: fetching versus applying).
+    split: fetching versus applying); `resume` places the consumer on
+    `topic`'s partitions after each table recovery (`perform_seek`).
     """
     transport = BatchTransport(app.conf.broker_consumer, app)
     transport.batch_topic = topic
     transport.batch_handler = handler
     transport.batch_waited = waited
+    transport.batch_resume = resume
     app.transport = transport

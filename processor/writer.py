@@ -1,108 +1,271 @@
-"""The worker's own producer: changelog records, rejections and dead letters.
+"""The worker's own producers: one Kafka transaction per input partition per batch.
 
-A confluent-kafka (librdkafka) producer rather than Faust's aiokafka one: a
-send costs about a microsecond in C instead of ~10 in Python, and at one or
-more changelog records per event that was a third of a worker's time. Faust
-still reads the changelogs back (recovery) with its own consumer; the
-records are the same bytes whoever writes them.
+Each input partition p this worker owns has its own confluent-kafka
+(librdkafka) producer with `transactional.id = <app id>-ledger-<p>`. A
+batch's changelog records of p, the rejections and dead letters of p's
+records, and last p's position record (the next input offset its state
+reflects, processor.state) are one transaction of that producer: a
+read_committed reader sees all of them or none (docs/exactness.md).
 
-Idempotent with acks=all: no duplicates from retries and per-partition order
-kept, which the replay rule depends on (docs/exactness.md). `confirm` is the
-only way a batch gets to its commit: it waits until every record sent since
-the last confirm is acknowledged, and raises if any was not.
+Why a producer per partition, not one per worker: the transactional id is
+what fences a zombie. The next owner of p calls `init_transactions` with
+the same id before it reads p's changelog (`fence`, called from
+processor.recovery); the broker then aborts whatever transaction the old
+owner had open and refuses every later write or commit of the old owner's
+producer (PRODUCER_FENCED). A worker frozen past its session timeout (a
+SIGSTOP, a VM pause, a network cut) therefore cannot land a changelog
+record after the new owner has read the changelog. A per-worker id would
+not fence anything: the new owner's id differs. (Kafka Streams' first
+exactly-once mode used the same layout, a producer per input partition.)
+
+Inside a transaction the position record goes last, after the rest of the
+batch has been acknowledged (`_finish`). On Apache Kafka the transaction
+alone makes state and position atomic for read_committed readers; the order
+additionally means a position is never visible without the records it
+describes to readers that do not filter aborted transactions: Tansu (it
+fences producers but serves aborted records, measured) or a
+read_uncommitted tool. Those readers roll back entries past the position
+with the entries' own before-images (processor.batch, the replay rule), so
+on them too a crashed or fenced batch is undone. Cost: one round trip per
+batch (bench/README.md).
+
+Speed: a send costs about a microsecond in C instead of ~10 in Python for
+aiokafka; commits of the partitions in a batch run in parallel threads
+(librdkafka releases the GIL while it waits).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from kafkaio.errors import KafkaIOError
 
+log = logging.getLogger("ledger.worker")
+
+#: A transaction the broker aborts by itself if its producer goes silent this
+#: long (ms): it keeps readers of a crashed worker's partitions waiting at
+#: most this long when no worker takes them over (a new owner aborts it at
+#: once). librdkafka wants it at least message.timeout.ms.
+MIN_TRANSACTION_TIMEOUT_MS = 60_000
+
 
 class WriteFailed(KafkaIOError):
-    """A record of the batch was not acknowledged; the batch must not be committed."""
+    """A record or the transaction of the batch was not committed; the batch must not count."""
+
+
+class Fenced(WriteFailed):
+    """Another worker took the partition over: its producer fenced this one."""
+
+
+def transactional_id(app_id: str, partition: int) -> str:
+    return f"{app_id}-ledger-{partition}"
+
+
+class _PartitionProducer:
+    """The transactional producer of one input partition."""
+
+    def __init__(self, config: dict[str, Any], partition: int) -> None:
+        self.partition = partition
+        self.producer = Producer(config)
+        self.failed: list[KafkaError] = []
+        #: A transaction was begun and not yet committed.
+        self.open = False
+
+    def delivered(self, error: KafkaError | None, _message: Any) -> None:
+        if error is not None:
+            self.failed.append(error)
+
+    def begin(self) -> None:
+        if not self.open:
+            self.producer.begin_transaction()
+            self.open = True
 
 
 class Writer:
-    def __init__(self, bootstrap_servers: str, timeout: float) -> None:
+    def __init__(self, bootstrap_servers: str, app_id: str, timeout: float) -> None:
         self._bootstrap = bootstrap_servers
+        self._app_id = app_id
         self._timeout = timeout
-        self._producer: Producer | None = None
-        self._failed: list[KafkaError] = []
+        self._producers: dict[int, _PartitionProducer] = {}
+        # Commits of one batch's partitions run side by side; librdkafka calls
+        # block, so each gets a thread of its own.
+        self._threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="ledger-txn")
         #: Records handed to the client since start, per topic.
         self.sent: dict[str, int] = {}
 
-    def _client(self) -> Producer:
-        # Created on first use, not at import: building the app connects to nothing.
-        if self._producer is None:
-            self._producer = Producer(
-                {
-                    "bootstrap.servers": self._bootstrap,
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    # A batch is sent in one burst and then flushed: a short
-                    # linger only groups what arrives together anyway.
-                    "linger.ms": 5,
-                    "batch.size": 1_000_000,
-                    "queue.buffering.max.messages": 2_000_000,
-                    "queue.buffering.max.kbytes": 2_097_152,
-                    "delivery.report.only.error": True,
-                    "message.timeout.ms": int(self._timeout * 1000),
-                }
-            )
-        return self._producer
+    def _config(self, partition: int) -> dict[str, Any]:
+        message_timeout_ms = int(self._timeout * 1000)
+        return {
+            "bootstrap.servers": self._bootstrap,
+            "transactional.id": transactional_id(self._app_id, partition),
+            "transaction.timeout.ms": max(MIN_TRANSACTION_TIMEOUT_MS, message_timeout_ms),
+            "enable.idempotence": True,
+            "acks": "all",
+            # A batch is sent in one burst and then committed: a short
+            # linger only groups what arrives together anyway.
+            "linger.ms": 5,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 2_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "delivery.report.only.error": True,
+            "message.timeout.ms": message_timeout_ms,
+        }
 
-    def _delivered(self, error: KafkaError | None, _message: Any) -> None:
-        if error is not None:
-            self._failed.append(error)
+    @property
+    def partitions(self) -> set[int]:
+        return set(self._producers)
 
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        kwargs: dict[str, Any] = {}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if headers:
-            kwargs["headers"] = headers
-        self._produce(topic, key, value, kwargs)
-        self.sent[topic] = self.sent.get(topic, 0) + 1
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
+
+    async def fence(self, partitions: Iterable[int]) -> None:
+        """Own these partitions' transactional ids: every earlier holder is fenced from now on.
+
+        Must complete before the partitions' changelogs are read: any
+        transaction the previous owner left open is aborted by then, and
+        nothing of it can land later.
+        """
+        new = [p for p in partitions if p not in self._producers]
+        if not new:
+            return
+        made = {p: _PartitionProducer(self._config(p), p) for p in new}
+
+        async def init(p: int) -> None:
+            try:
+                await self._run(made[p].producer.init_transactions, self._timeout)
+            except KafkaException as exc:
+                raise WriteFailed(f"partition {p}: init_transactions failed: {exc}") from None
+
+        await asyncio.gather(*(init(p) for p in new))
+        self._producers.update(made)
+
+    def release(self, partitions: Iterable[int]) -> None:
+        """Partitions given away: drop their producers (called between batches, none is open)."""
+        for p in partitions:
+            gone = self._producers.pop(p, None)
+            if gone is not None:
+                # Closing waits for the client's threads: not on the event loop.
+                self._threads.submit(_close, gone.producer, self._timeout)
+
+    def _of(self, partition: int) -> _PartitionProducer:
+        try:
+            tx = self._producers[partition]
+        except KeyError:
+            raise WriteFailed(f"partition {partition} has no producer: not fenced here") from None
+        tx.begin()
+        return tx
 
     def send_many(self, topic: str, writes: list[tuple[int, bytes, bytes]]) -> None:
-        """(partition, key, value) records to one topic; the hot path of a batch."""
-        produce, delivered = self._client().produce, self._delivered
+        """(partition, key, value) records to one topic, each in its partition's transaction.
+
+        The hot path of a batch: the topic partition is the input partition
+        (tables are co-partitioned with `transactions`).
+        """
+        producers: dict[int, Any] = {}
         for partition, key, value in writes:
+            entry = producers.get(partition)
+            if entry is None:
+                tx = self._of(partition)
+                entry = producers[partition] = (tx.producer.produce, tx.delivered, tx.producer)
+            produce, delivered, producer = entry
             try:
                 produce(topic, value, key, partition, on_delivery=delivered)
             except BufferError:
-                self._produce(topic, key, value, {"partition": partition})
+                _produce_when_room(producer, delivered, topic, key, value, {"partition": partition})
         self.sent[topic] = self.sent.get(topic, 0) + len(writes)
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None, kwargs: Any) -> None:
-        producer = self._client()
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=self._delivered, **kwargs)
-                return
-            except BufferError:
-                producer.poll(0.05)  # the queue is full: let deliveries drain
+    def send(
+        self,
+        source_partition: int,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """One record (a rejection, a dead letter) in the transaction of `source_partition`.
 
-    async def confirm(self) -> None:
-        """Wait until everything sent is acknowledged; raise WriteFailed otherwise."""
-        if self._producer is None:
-            return
-        remaining = await asyncio.to_thread(self._producer.flush, self._timeout)
-        failed, self._failed = self._failed, []
-        if remaining or failed:
-            raise WriteFailed(f"{remaining} records unacknowledged, failures: {failed[:3]}")
+        Its partition in `topic` is the client's default (by key).
+        """
+        tx = self._of(source_partition)
+        kwargs: dict[str, Any] = {"headers": headers} if headers else {}
+        _produce_when_room(tx.producer, tx.delivered, topic, key, value, kwargs)
+        self.sent[topic] = self.sent.get(topic, 0) + 1
+
+    async def commit(self, positions: dict[int, tuple[str, bytes, bytes]]) -> None:
+        """Write each partition's position record last and commit its transaction.
+
+        `positions`: partition -> (topic, key, value) of its position record.
+        Raises Fenced if another worker owns a partition now, WriteFailed if
+        any transaction could not be committed; the worker must then stop
+        without writing more (processor.agent).
+        """
+        results = await asyncio.gather(
+            *(self._run(self._finish, p, record) for p, record in positions.items()),
+            return_exceptions=True,
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        fenced = [e for e in errors if isinstance(e, Fenced)]
+        if fenced:
+            raise fenced[0]
+        if errors:
+            raise errors[0]
+
+    def _finish(self, partition: int, position: tuple[str, bytes, bytes]) -> None:
+        tx = self._of(partition)
+        producer = tx.producer
+        try:
+            remaining = producer.flush(self._timeout)
+            if remaining or tx.failed:
+                raise WriteFailed(
+                    f"partition {partition}: {remaining} records unacknowledged, "
+                    f"failures: {tx.failed[:3]}"
+                )
+            topic, key, value = position
+            producer.produce(topic, value, key, partition, on_delivery=tx.delivered)
+            producer.commit_transaction(self._timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and _is_fencing(error):
+                raise Fenced(f"partition {partition}: {error.str()}") from None
+            raise WriteFailed(f"partition {partition}: {exc}") from None
+        if tx.failed:
+            raise WriteFailed(f"partition {partition}: failures: {tx.failed[:3]}")
+        tx.open = False
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(self._timeout)
+        for p in list(self._producers):
+            gone = self._producers.pop(p)
+            _close(gone.producer, self._timeout)
+        self._threads.shutdown(wait=False)
+
+
+def _is_fencing(error: KafkaError) -> bool:
+    return error.code() in (
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+    ) or (error.fatal() and "fence" in error.str().lower())
+
+
+def _produce_when_room(
+    producer: Any, delivered: Any, topic: str, key: bytes | None, value: bytes | None, kwargs: Any
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key, on_delivery=delivered, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)  # the queue is full: let deliveries drain
+
+
+def _close(producer: Any, timeout: float) -> None:
+    try:
+        producer.flush(timeout)
+    except Exception:  # a closing producer's errors change nothing
+        log.debug("closing a producer", exc_info=True)

@@ -16,7 +16,7 @@ import pytest
 
 from bench.workload import generate
 from kafkaio.admin import committed_offsets, read_to_end
-from processor.state import decode_account
+from processor.state import decode_account, decode_position, is_position_key
 from tests.helpers import run
 from tests.pipeline import Pipeline, wait_until
 
@@ -66,17 +66,25 @@ def _committed(pipeline: Pipeline) -> int:
     return sum(max(offset, 0) for offset in _committed_offsets(pipeline).values())
 
 
-def _uncommitted_entries(pipeline: Pipeline) -> list[tuple[int, int, int]]:
-    """(partition, entry offset, committed offset) of account entries written past the commit."""
-    env = pipeline.env
-    committed = _committed_offsets(pipeline)
-    changelog = f"{env['LEDGER_APP_ID']}-accounts-changelog"
-    found = []
+def _state(pipeline: Pipeline) -> tuple[dict[int, int], list[tuple[int, int]]]:
+    """The accounts changelog's positions, and (partition, offset) of every account entry."""
+    changelog = f"{pipeline.env['LEDGER_APP_ID']}-accounts-changelog"
+    positions: dict[int, int] = {}
+    entries = []
     for message in read_to_end(pipeline.bootstrap, changelog, pipeline.partitions):
-        entry = decode_account(message.value())
-        if entry.offset >= committed.get(message.partition(), 0):
-            found.append((message.partition(), entry.offset, committed.get(message.partition(), 0)))
-    return found
+        if is_position_key(message.key()):
+            positions[message.partition()] = decode_position(message.value())
+        else:
+            entries.append((message.partition(), decode_account(message.value()).offset))
+    return positions, entries
+
+
+def _uncommitted_entries(pipeline: Pipeline) -> list[tuple[int, int, int]]:
+    """(partition, entry offset, position) of account entries past their state's position."""
+    positions, entries = _state(pipeline)
+    return [
+        (p, offset, positions.get(p, 0)) for p, offset in entries if offset >= positions.get(p, 0)
+    ]
 
 
 def test_sigterm_mid_stream_finishes_the_batch_in_hand_commits_it_and_exits_0(
@@ -95,6 +103,9 @@ def test_sigterm_mid_stream_finishes_the_batch_in_hand_commits_it_and_exits_0(
     # whose offsets were not (a cut batch would leave such entries behind).
     assert 0 < _committed(pipeline) < 150_000, "not stopped mid-stream"
     assert _uncommitted_entries(pipeline) == [], pipeline.logs()
+    # ... and the group's offsets (monitoring) were committed up to the state's positions.
+    positions, _ = _state(pipeline)
+    assert {p: o for p, o in _committed_offsets(pipeline).items() if o >= 0} == positions
 
     pipeline.start_worker()
     exported = pipeline.export(timeout=240)
