@@ -7,7 +7,7 @@ CSV    ?= examples/transactions.csv
 # tansu (embedded, in memory) or kafka (Apache Kafka from Maven Central jars, cached outside the clone)
 BROKER ?= tansu
 
-.PHONY: install kafka-jars test test-fast lint demo bench bench-pipeline profile-worker chaos chaos-broker clean
+.PHONY: install kafka-jars test test-fast lint demo bench bench-pipeline bench-latency profile-worker chaos chaos-broker chaos-zombies clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,9 +55,17 @@ chaos: $(STAMP)
 chaos-broker: $(STAMP) kafka-jars
 	BROKER_CHAOS_RUNS=$${BROKER_CHAOS_RUNS:-10} $(BIN)/python -m pytest -m chaos tests/chaos/test_broker_faults.py -k killed -s -q
 
+## zombies on Apache Kafka: replicas SIGSTOPped past their session timeout, 10 seeds (ZOMBIE_SEED=n replays one)
+chaos-zombies: $(STAMP) kafka-jars
+	LEDGER_TEST_BROKER=kafka ZOMBIE_RUNS=$${ZOMBIE_RUNS:-10} $(BIN)/python -m pytest -m chaos tests/chaos/test_zombies.py -s -q
+
 ## the Kafka pipeline benchmark: producer, 1 and 2 workers, end to end, ceiling (BROKER=tansu|kafka|"tansu kafka")
 bench-pipeline: $(STAMP)
 	$(BIN)/python -m bench.bench_pipeline --broker $(BROKER)
+
+## end-to-end latency (produce -> visible to a read_committed reader), p50/p99 at 1k, 10k, 50k events/s
+bench-latency: $(STAMP)
+	$(BIN)/python -m bench.bench_latency --broker $(BROKER)
 
 ## where one worker's time goes (py-spy, all threads) while it catches up on 1M events
 profile-worker: $(STAMP)

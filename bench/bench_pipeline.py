@@ -60,6 +60,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 class Run:
     broker: str
     workers: int
+    #: "this" (the checkout) or "baseline" (--baseline DIR, in the same run)
+    code: str
     produce_s: float
     drain_s: float
     catchup_s: float
@@ -196,7 +198,16 @@ def _export(env: dict[str, str], expected: bytes, what: str) -> None:
         sys.exit(f"{what}: the snapshot differs from process-csv")
 
 
-def one_run(csv: Path, expected: bytes, workers: int, workdir: Path, engine: str) -> Run:
+def one_run(
+    csv: Path,
+    expected: bytes,
+    workers: int,
+    workdir: Path,
+    engine: str,
+    baseline: Path | None = None,
+) -> Run:
+    """One measurement; with `baseline`, workers and exporter run that checkout's code."""
+    code = {} if baseline is None else {"PYTHONPATH": str(baseline)}
     with running_broker(log=workdir / f"broker-{engine}.log", engine=engine) as broker:
         bootstrap = broker.bootstrap
         assert broker.process is not None
@@ -204,7 +215,7 @@ def one_run(csv: Path, expected: bytes, workers: int, workdir: Path, engine: str
         wait_for_broker(bootstrap)
 
         # 1. End to end: workers first, then the producer.
-        env = worker_env(bootstrap, "ledger")
+        env = {**worker_env(bootstrap, "ledger"), **code}
         procs, ports = _start_workers(env, workers, workdir)
         try:
             _wait_until_ready(ports)
@@ -226,7 +237,7 @@ def one_run(csv: Path, expected: bytes, workers: int, workdir: Path, engine: str
             _stop(procs)
 
         # 2. Catching up: new workers, their own group and tables, a full topic.
-        env = worker_env(bootstrap, "catchup")
+        env = {**worker_env(bootstrap, "catchup"), **code}
         procs, ports = _start_workers(env, workers, workdir)
         try:
             first = None
@@ -269,6 +280,7 @@ def one_run(csv: Path, expected: bytes, workers: int, workdir: Path, engine: str
     return Run(
         engine,
         workers,
+        "this" if baseline is None else "baseline",
         produce_s=produced - t0,
         drain_s=drained - produced,
         catchup_s=finished - first,
@@ -314,6 +326,12 @@ def main() -> None:
         default=(os.environ.get("BROKER") or "tansu").split(),
         help="tansu, kafka or both (default: $BROKER, else tansu)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another commit (git worktree add DIR REV): its workers are "
+        "measured too, interleaved, and reported as a ratio to this checkout's",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
@@ -330,11 +348,14 @@ def main() -> None:
         print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         for i in range(args.runs):
             # interleaved, so drift hits every variant
-            for engine, workers in [(e, w) for e in args.broker for w in args.workers]:
-                run = one_run(csv, expected, workers, workdir, engine)
+            codes: list[Path | None] = [None] if args.baseline is None else [None, args.baseline]
+            variants = [(e, w, c) for e in args.broker for w in args.workers for c in codes]
+            for engine, workers, baseline in variants:
+                run = one_run(csv, expected, workers, workdir, engine, baseline)
                 runs.append(run)
                 print(
-                    f"run {i + 1} {engine} workers={workers}: produce {run.produce_s:.1f}s + drain "
+                    f"run {i + 1} {engine} {run.code} workers={workers}: "
+                    f"produce {run.produce_s:.1f}s + drain "
                     f"{run.drain_s:.1f}s = e2e {run.e2e_s:.1f}s; catch-up {run.rate:,.0f} "
                     f"events/s, cpu {run.catchup_cpu_s / run.catchup_s:.2f} cores "
                     f"(broker {run.broker_cpu_s / run.catchup_s:.2f}), "
@@ -344,7 +365,24 @@ def main() -> None:
                     flush=True,
                 )
         print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        _report(args.rows, runs, args.workers, args.broker)
+        _report(args.rows, [r for r in runs if r.code == "this"], args.workers, args.broker)
+        if args.baseline is not None:
+            _versus_baseline(runs, args.workers, args.broker)
+
+
+def _versus_baseline(runs: list[Run], worker_counts: list[int], engines: list[str]) -> None:
+    """This checkout's catch-up rate over the baseline's, run by run (they interleave)."""
+    print()
+    print("| broker | workers | events/s this | events/s baseline | this / baseline (same run) |")
+    print("|---|---:|---:|---:|---:|")
+    for engine, workers in [(e, w) for e in engines for w in worker_counts]:
+        mine = [r for r in runs if (r.broker, r.workers, r.code) == (engine, workers, "this")]
+        base = [r for r in runs if (r.broker, r.workers, r.code) == (engine, workers, "baseline")]
+        ratio = statistics.median(r.rate / b.rate for r, b in zip(mine, base, strict=True))
+        print(
+            f"| {engine} | {workers} | {statistics.median(r.rate for r in mine):,.0f} | "
+            f"{statistics.median(r.rate for r in base):,.0f} | {ratio:.2f}x |"
+        )
 
 
 def _report(rows: int, runs: list[Run], worker_counts: list[int], engines: list[str]) -> None:

@@ -93,7 +93,8 @@ class BatchWorker:
         self.rejected: Counter[str] = Counter()
         self.dead_lettered = 0
         self.sequencer = Sequencer()
-        #: Partitions of `transactions` this worker owns right now.
+        #: Partitions of `transactions` this worker owns right now: fenced,
+        #: recovered and resumed from their positions (`resume`).
         self.owned: set[int] = set()
         # Held for a whole batch (apply, write, flush, commit). A rebalance
         # takes it before giving partitions away, so a batch is never half
@@ -105,9 +106,6 @@ class BatchWorker:
         self.metrics = WorkerMetrics(settings.transactions_topic)
         #: Each client's key and partition (SPEC M1), checked for every record.
         self.placement = Placement(settings.partitions)
-
-    async def on_assigned(self, tps: set[TP]) -> None:
-        self.owned |= {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
 
     async def fence(self, partitions: set[int]) -> None:
         """Take over these partitions' transactional ids, before their changelogs are read.
@@ -133,9 +131,7 @@ class BatchWorker:
         No position record and nothing committed: a new partition, from offset 0.
         """
         s = self.settings
-        mine = sorted(p for p in partitions if p in self.owned)
-        if not mine:
-            return
+        mine = sorted(partitions)
         store = _dict_of(self.accounts)
         positions = {}
         for p in mine:
@@ -170,6 +166,7 @@ class BatchWorker:
         for p in mine:
             await self.app.consumer.seek(TP(topic, p), positions[p])
         self.sequencer.expected.update(positions)
+        self.owned |= set(mine)
         log.info("resuming from the state's positions %s", positions)
         # Monitoring reads the group's offsets: bring them to the state's
         # position (they may be behind by a batch, or gone entirely).
@@ -437,14 +434,10 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
     TrueEndRecovery.before_reading = worker.fence
     app.topics.add(worker.source)
 
-    # Faust sends these signals as (app, set_of_tps) and awaits the receivers.
-    async def assigned(_sender: Any, /, *args: Any, signal: Any = None, **_: Any) -> None:
-        await worker.on_assigned(args[0])
-
+    # Faust sends this signal as (app, set_of_tps) and awaits the receivers.
     async def revoked(_sender: Any, /, *args: Any, signal: Any = None, **_: Any) -> None:
         await worker.on_revoked(args[0])
 
-    app.on_partitions_assigned.connect(assigned)
     app.on_partitions_revoked.connect(revoked)
 
     @app.timer(0.5)  # type: ignore[untyped-decorator]

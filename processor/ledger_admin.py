@@ -41,6 +41,7 @@ from kafkaio.admin import (
 )
 from kafkaio.errors import KafkaIOError, TopicMissing
 from kafkaio.settings import CHANGELOG_CONFIG, Settings
+from processor.state import encode_position, position_key
 from producers.csv_producer import producer_config
 
 #: Exit code of `rebuild` while the worker group still has members: stop the workers first.
@@ -216,11 +217,12 @@ def rebuild(
             recreate_topic(
                 bootstrap, name, partitions, settings.replication_factor, CHANGELOG_CONFIG
             )
+        write_positions(settings, changelogs[0], starts)
     except KafkaIOError as exc:
         _fail(str(exc))
     offsets = " ".join(f"{p}:{o}" for p, o in sorted(starts.items()))
     click.echo(f"group {group!r} reset to the start of {topic!r} (partition:offset) {offsets}")
-    click.echo(f"changelogs recreated empty: {', '.join(changelogs)}")
+    click.echo(f"changelogs recreated empty, positions at the log start: {', '.join(changelogs)}")
     if to_topic is not None:
         click.echo(
             f"now run every worker, producer and exporter with "
@@ -230,6 +232,23 @@ def rebuild(
         "start the workers: they apply every transaction again. The rejected and "
         "dead-letter topics receive the replay's entries once more (same source offsets)."
     )
+
+
+def write_positions(settings: Settings, changelog: str, starts: dict[int, int]) -> None:
+    """The rebuilt state's positions: the log start of each input partition.
+
+    Said explicitly, in the state itself: a worker that finds no position
+    starts at offset 0 and refuses (exit 65) if the log starts later,
+    because then input was deleted before it was applied. A rebuild is the
+    operator accepting that: it starts from whatever the log still holds.
+    """
+    producer = Producer(producer_config(settings))
+    for partition, offset in starts.items():
+        producer.produce(
+            changelog, encode_position(offset), position_key(partition), partition=partition
+        )
+    if producer.flush(30) != 0:
+        raise KafkaIOError(f"could not write the positions to {changelog!r}")
 
 
 def main() -> None:

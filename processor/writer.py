@@ -107,9 +107,10 @@ class Writer:
             "transaction.timeout.ms": max(MIN_TRANSACTION_TIMEOUT_MS, message_timeout_ms),
             "enable.idempotence": True,
             "acks": "all",
-            # A batch is sent in one burst and then committed: a short
-            # linger only groups what arrives together anyway.
-            "linger.ms": 5,
+            # A batch is sent in one burst and then committed: a linger only
+            # delays the last records of the burst, twice per batch (the
+            # records, then the position record), so keep it short.
+            "linger.ms": 1,
             "batch.size": 1_000_000,
             "queue.buffering.max.messages": 2_000_000,
             "queue.buffering.max.kbytes": 1_048_576,
