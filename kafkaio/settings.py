@@ -29,7 +29,10 @@ ENV = {
     "log_level": "LEDGER_LOG_LEVEL",
     "rejects_log_level": "LEDGER_REJECTS_LOG_LEVEL",
     "fault_slow_recovery": "LEDGER_FAULT_SLOW_RECOVERY",
+    "isolation_level": "LEDGER_ISOLATION_LEVEL",
 }
+
+ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
 
 
 #: What Faust itself sets on a table's changelog (and nothing else: no retention).
@@ -64,6 +67,15 @@ class Settings:
     #: Test hook, seconds: the worker's first table recovery step is made this
     #: much slower, to time it out on purpose (processor.recovery). Keep 0.
     fault_slow_recovery: float = 0.0
+    #: How every reader of ours (worker, recovery, exporter, tools) reads:
+    #: read_committed skips aborted transactions (docs/exactness.md). Only
+    #: for a broker whose read_committed is broken: Tansu 0.6 leaves its
+    #: last stable offset behind committed transactions (measured: a
+    #: restarted worker's batches stayed invisible to read_committed readers
+    #: for good), and serves aborted records anyway, so its clients read
+    #: read_uncommitted (embedded.broker.client_env) and rely on the
+    #: position and before-image rules instead.
+    isolation_level: str = "read_committed"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -89,6 +101,11 @@ class Settings:
             raise SettingsError(
                 f"request timeout ({self.request_timeout}s) must be at least the session "
                 f"timeout ({self.session_timeout}s)"
+            )
+        if self.isolation_level not in ISOLATION_LEVELS:
+            raise SettingsError(
+                f"LEDGER_ISOLATION_LEVEL must be one of {', '.join(ISOLATION_LEVELS)}, "
+                f"got {self.isolation_level!r}"
             )
         if not self.bootstrap_servers:
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")

@@ -272,7 +272,12 @@ class BatchWorker:
         """A record of `partition` was skipped by the consumer (see processor.sequencing)."""
         topic = self.settings.transactions_topic
         present = await until_answered(
-            first_offset_from, self.settings.bootstrap_servers, topic, partition, missing
+            first_offset_from,
+            self.settings.bootstrap_servers,
+            topic,
+            partition,
+            missing,
+            self.settings.isolation_level,
         )
         if present is not None and present > missing:
             # Offsets may skip (transaction markers, compaction): move on.

@@ -57,7 +57,8 @@ def load_accounts(settings: Settings) -> tuple[dict[int, Account], dict[int, int
         return accounts, {}  # no worker ever wrote: no accounts yet
     positions: dict[int, int] = {}
     entries: list[tuple[int, int, Stored | None]] = []  # (partition, client, entry)
-    for message in read_to_end(settings.bootstrap_servers, topic, partitions):
+    isolation = settings.isolation_level
+    for message in read_to_end(settings.bootstrap_servers, topic, partitions, isolation):
         key, value = message.key(), message.value()
         partition = int(message.partition() or 0)
         if is_position_key(key):
@@ -90,7 +91,7 @@ def wait_for_lag_zero(settings: Settings, timeout: float) -> dict[int, int]:
     partitions = partition_count(settings.bootstrap_servers, topic)
     deadline = time.monotonic() + timeout
     while True:
-        ends = end_offsets(settings.bootstrap_servers, topic, partitions)
+        ends = end_offsets(settings.bootstrap_servers, topic, partitions, settings.isolation_level)
         done = committed_offsets(settings.bootstrap_servers, settings.app_id, topic, partitions)
         lag = {p: ends[p] - max(done.get(p, 0), 0) for p in ends}
         if all(v <= 0 for v in lag.values()):

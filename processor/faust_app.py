@@ -15,6 +15,7 @@ from processor.producer_metadata import keep_known_topics_on_add
 from processor.recovery import TrueEndRecovery
 from processor.stampede_patch import install as shield_stampede_waiters
 from processor.startup import BrokerWaitingWorker
+from processor.transport import ReadCommittedConsumerThread
 from processor.web import install_web
 
 
@@ -70,6 +71,8 @@ def create_app(settings: Settings) -> faust.App:
         # unless given --without-web, and a second worker then dies on the port.
         app.boot_strategy.enable_web = False
     TrueEndRecovery.slow_first_highwaters = settings.fault_slow_recovery
+    TrueEndRecovery.isolation_level = settings.isolation_level
+    ReadCommittedConsumerThread.isolation_level = settings.isolation_level
     BrokerWaitingWorker.settings = settings
     configure_rejects_log(settings)
     worker = install(app, settings)

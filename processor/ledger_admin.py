@@ -63,7 +63,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def _wait_idle(bootstrap: str, group: str, topic: str, timeout: float) -> GroupState:
+def wait_idle(bootstrap: str, group: str, topic: str, timeout: float) -> GroupState:
     """The group's state once idle, or as it is at `timeout`.
 
     A worker stopped a moment ago may still count: the broker drops a member
@@ -168,7 +168,7 @@ def rebuild(
     try:
         settings = _settings(bootstrap_servers, app_id)
         bootstrap, group = settings.bootstrap_servers, settings.app_id
-        state = _wait_idle(bootstrap, group, settings.transactions_topic, timeout)
+        state = wait_idle(bootstrap, group, settings.transactions_topic, timeout)
         if not state.idle:
             _fail(
                 f"{_describe(group, state)} after {timeout:.0f}s: workers are running; "
@@ -206,7 +206,7 @@ def rebuild(
             click.echo(f"copied {copied} records from {source!r} to {to_topic!r}", err=True)
         starts = start_offsets(bootstrap, topic, partitions)
         # Again, right before the reset: a worker may have been started meanwhile.
-        state = _wait_idle(bootstrap, group, settings.transactions_topic, 0)
+        state = wait_idle(bootstrap, group, settings.transactions_topic, 0)
         if not state.idle:
             _fail(
                 f"{_describe(group, state)}: a worker joined; nothing was reset",

@@ -57,6 +57,8 @@ class TrueEndRecovery(Recovery):
     #: before their ends are read: the agent fences the partitions'
     #: previous owners there (processor.writer), so nothing of theirs can
     #: land after this read.
+    #: kafkaio.settings `isolation_level` (set by processor.faust_app).
+    isolation_level: ClassVar[str] = "read_committed"
     before_reading: ClassVar[Callable[[set[int]], Awaitable[None]] | None] = None
 
     async def _wait(self, coro: WaitArgT, timeout: Seconds | None = None) -> None:
@@ -92,7 +94,9 @@ class TrueEndRecovery(Recovery):
         highwaters: dict[TP, int] = {}
         for topic, partitions in by_topic.items():
             count = max(partitions) + 1
-            last = await asyncio.to_thread(last_record_offsets, bootstrap, topic, count)
+            last = await asyncio.to_thread(
+                last_record_offsets, bootstrap, topic, count, self.isolation_level
+            )
             for partition in partitions:
                 # Faust's convention: the highwater is the offset of the last
                 # record, -1 for an empty partition. Not end - 1: the reader

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -38,7 +38,7 @@ Fetched = tuple[int, Any, Any]
 
 
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, reading committed records only.
+    """Faust's consumer thread, reading committed records only (unless told otherwise).
 
     Faust asks for read_committed only in its own exactly-once mode, which
     this worker does not use (its transactions are its own,
@@ -50,9 +50,13 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     (the private attribute is `_isolation_level` there).
     """
 
+    #: kafkaio.settings `isolation_level` (set by processor.faust_app):
+    #: read_uncommitted only for a broker whose read_committed is broken.
+    isolation_level: ClassVar[str] = "read_committed"
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._isolation_level = "read_committed"
+        consumer._isolation_level = self.isolation_level
         return consumer
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedded.broker import free_port
+from embedded.broker import client_env, free_port
 
 BIN = Path(sys.executable).parent
 #: Exit code of a worker that must be restarted (processor.agent.EXIT_COMMIT_FAILED).
@@ -73,6 +73,7 @@ class Pipeline:
             LEDGER_REQUEST_TIMEOUT=REQUEST_TIMEOUT[self.engine],
             LEDGER_WEB_PORT="0",
         )
+        env.update(client_env(self.engine))
         env.update(self.extra_env)
         return env
 

@@ -17,6 +17,8 @@ replay from the log start changes most accounts (issue 12 measured 296 of
 from __future__ import annotations
 
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 from bench.workload import generate
 from kafkaio.admin import end_offsets, set_group_offsets, start_offsets
 from processor.agent import EXIT_INPUT_MISMATCH
+from processor.ledger_admin import wait_idle
 from tests.helpers import run
 from tests.pipeline import Pipeline, wait_until
 
@@ -59,9 +62,7 @@ def _group_gone(pipeline: Pipeline, how: str) -> None:
     group = env["LEDGER_APP_ID"]
     if how == "reset to the log start":
         starts = start_offsets(pipeline.bootstrap, topic, pipeline.partitions)
-        wait_until(
-            lambda: _try(set_group_offsets, pipeline.bootstrap, group, topic, starts), 30, ""
-        )
+        _retried(set_group_offsets, pipeline.bootstrap, group, topic, starts)
         return
     admin = AdminClient({"bootstrap.servers": pipeline.bootstrap})
 
@@ -77,12 +78,24 @@ def _group_gone(pipeline: Pipeline, how: str) -> None:
     wait_until(delete, 30, "the group to be deleted")
 
 
-def _try(fn: object, *args: object) -> bool:
-    try:
-        fn(*args)  # type: ignore[operator]
-        return True
-    except Exception:
-        return False
+def _retried(fn: Callable[..., object], *args: object) -> None:
+    """`fn(*args)` once the group is idle, again while it fails, for 30 s.
+
+    A member that just left may linger: Tansu keeps the group STABLE and
+    refuses offset changes (UNKNOWN_MEMBER_ID) until asked as ledger-admin
+    asks (`wait_idle`).
+    """
+    bootstrap, group, topic = args[0], args[1], args[2]
+    wait_idle(bootstrap, group, topic, 30)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            fn(*args)
+            return
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{fn.__name__} kept failing: {exc}") from exc
+            time.sleep(0.5)
 
 
 @pytest.mark.parametrize("how", ["deleted", "reset to the log start"])
@@ -109,8 +122,7 @@ def test_a_group_committed_past_the_state_stops_the_worker_with_exit_65_and_chan
     env, topic = pipeline.env, pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
     ends = end_offsets(pipeline.bootstrap, topic, pipeline.partitions)
     group = env["LEDGER_APP_ID"]
-    moved = (pipeline.bootstrap, group, topic, ends)
-    wait_until(lambda: _try(set_group_offsets, *moved), 30, "the group's offsets moved")
+    _retried(set_group_offsets, pipeline.bootstrap, group, topic, ends)
 
     worker = pipeline.start_worker()
     assert worker.wait(timeout=120) == EXIT_INPUT_MISMATCH, pipeline.logs()
