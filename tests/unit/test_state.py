@@ -5,10 +5,22 @@ from __future__ import annotations
 import random
 
 import orjson
+import pytest
 
 from ledger import Account, Deposit
 from ledger.model import DepositState
-from processor.state import decode_account, decode_deposit, encode_account, encode_deposit
+from processor.state import (
+    account_key,
+    decode_account,
+    decode_deposit,
+    decode_position,
+    deposit_key_bytes,
+    encode_account,
+    encode_deposit,
+    encode_position,
+    is_position_key,
+    position_key,
+)
 
 
 def _deposit(rng: random.Random) -> Deposit:
@@ -41,3 +53,15 @@ def test_an_account_entry_decodes_back() -> None:
         before = Account(rng.randint(0, 10**9), 0, False) if rng.random() < 0.5 else None
         stored = decode_account(encode_account(account, 42, before))
         assert (stored.value, stored.offset, stored.before) == (account, 42, before)
+
+
+def test_a_position_record_round_trips_and_never_looks_like_a_client_key() -> None:
+    for partition, next_offset in [(0, 0), (7, 12_345_678_901)]:
+        key = position_key(partition)
+        assert is_position_key(key)
+        assert decode_position(encode_position(next_offset)) == next_offset
+        assert orjson.loads(encode_position(next_offset)) == {"next_offset": next_offset}
+    assert not is_position_key(account_key(17))
+    assert not is_position_key(deposit_key_bytes(17, 42))
+    with pytest.raises(ValueError):
+        decode_position(b'{"next_offset": -1}')
