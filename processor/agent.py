@@ -232,9 +232,14 @@ class BatchWorker:
             admitted.records, _dict_of(self.accounts), _dict_of(self.deposits), self.placement
         )
         applied = clock()
-        self._write(self.accounts, outcome.account_writes)
-        self._write(self.deposits, outcome.deposit_writes)
-        self._report(outcome)
+        try:
+            self._write(self.accounts, outcome.account_writes)
+            self._write(self.deposits, outcome.deposit_writes)
+            self._report(outcome)
+        except Fenced as exc:
+            _stop("fenced: another worker owns this partition now (%s); stopping", exc)
+        except WriteFailed as exc:
+            _stop("a write of this batch was refused (%s); stopping", exc)
         sent = clock()
         positions = {p: last + 1 for p, last in outcome.last_offsets.items()}
         await self._commit_transactions(positions)

@@ -37,8 +37,9 @@ aiokafka; commits of the partitions in a batch run in parallel threads
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -159,7 +160,8 @@ class Writer:
             tx = self._producers[partition]
         except KeyError:
             raise WriteFailed(f"partition {partition} has no producer: not fenced here") from None
-        tx.begin()
+        with _failures(partition):
+            tx.begin()
         return tx
 
     def send_many(self, topic: str, writes: list[tuple[int, bytes, bytes]]) -> None:
@@ -178,7 +180,12 @@ class Writer:
             try:
                 produce(topic, value, key, partition, on_delivery=delivered)
             except BufferError:
-                _produce_when_room(producer, delivered, topic, key, value, {"partition": partition})
+                with _failures(partition):
+                    _produce_when_room(
+                        producer, delivered, topic, key, value, {"partition": partition}
+                    )
+            except (KafkaException, SystemError) as exc:
+                raise _translated(partition, exc) from None
         self.sent[topic] = self.sent.get(topic, 0) + len(writes)
 
     def send(
@@ -195,7 +202,8 @@ class Writer:
         """
         tx = self._of(source_partition)
         kwargs: dict[str, Any] = {"headers": headers} if headers else {}
-        _produce_when_room(tx.producer, tx.delivered, topic, key, value, kwargs)
+        with _failures(source_partition):
+            _produce_when_room(tx.producer, tx.delivered, topic, key, value, kwargs)
         self.sent[topic] = self.sent.get(topic, 0) + 1
 
     async def commit(self, positions: dict[int, tuple[str, bytes, bytes]]) -> None:
@@ -230,11 +238,8 @@ class Writer:
             topic, key, value = position
             producer.produce(topic, value, key, partition, on_delivery=tx.delivered)
             producer.commit_transaction(self._timeout)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and _is_fencing(error):
-                raise Fenced(f"partition {partition}: {error.str()}") from None
-            raise WriteFailed(f"partition {partition}: {exc}") from None
+        except (KafkaException, SystemError) as exc:
+            raise _translated(partition, exc) from None
         if tx.failed:
             raise WriteFailed(f"partition {partition}: failures: {tx.failed[:3]}")
         tx.open = False
@@ -244,6 +249,28 @@ class Writer:
             gone = self._producers.pop(p)
             _close(gone.producer, self._timeout)
         self._threads.shutdown(wait=False)
+
+
+@contextlib.contextmanager
+def _failures(partition: int) -> Iterator[None]:
+    """The client's errors as WriteFailed, or Fenced when another worker took the partition."""
+    try:
+        yield
+    except (KafkaException, SystemError) as exc:
+        raise _translated(partition, exc) from None
+
+
+def _translated(partition: int, exc: BaseException) -> WriteFailed:
+    # A fenced producer is in a fatal state: its next call raises. The
+    # Python client was seen to raise SystemError ("... returned a result
+    # with an exception set") from a produce() in that state, not a
+    # KafkaException: both mean "this producer is done".
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    if isinstance(error, KafkaError) and _is_fencing(error):
+        return Fenced(f"partition {partition}: {error.str()}")
+    if "fenced" in str(exc).lower():
+        return Fenced(f"partition {partition}: {exc}")
+    return WriteFailed(f"partition {partition}: {exc}")
 
 
 def _is_fencing(error: KafkaError) -> bool:
