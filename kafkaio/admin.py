@@ -117,6 +117,11 @@ def ensure_topic(
         futures[topic].result(timeout=30)
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            if _retriable(exc):
+                # The broker went away mid-request: `translated` asks again
+                # (seen in the broker kill -9 test: produce-csv exited 2 when
+                # the broker died while it created the input topic).
+                raise
             raise KafkaIOError(f"cannot create topic {topic!r}: {exc}") from exc
     return partition_count(bootstrap, topic)
 
