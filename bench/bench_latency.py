@@ -59,7 +59,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,6 +69,8 @@ from typing import IO, Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from bench.bench_pipeline import BIN, PARTITIONS, TOPIC, all_ready
+from bench.bench_pipeline import worker_env as pipeline_worker_env
 from bench.workload import generate
 from embedded.broker import client_env, running_broker
 from embedded.ports import free_port
@@ -81,9 +82,6 @@ from processor.state import decode_position, is_position_key
 from producers.csv_producer import producer_config
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-PARTITIONS = 8
-TOPIC = "transactions"
 APP_ID = "ledger"
 #: Rows of the probe that proves the chain works before anything is timed.
 PROBE_ROWS = 400
@@ -105,24 +103,11 @@ class Result:
 
 
 # --- the workers, as bench.bench_pipeline starts them ------------------------------------
-# (Copies, not imports: importing bench.bench_pipeline makes mypy check it too, and it
-# imports free_port from embedded.broker, which does not re-export it.)
 
 
 def worker_env(bootstrap: str, app_id: str, batch_size: int | None) -> dict[str, str]:
     """bench.bench_pipeline's worker environment, plus LEDGER_BATCH_SIZE if given."""
-    env = dict(os.environ)
-    env.update(
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        LEDGER_APP_ID=app_id,
-        LEDGER_PARTITIONS=str(PARTITIONS),
-        LEDGER_SESSION_TIMEOUT="6",
-        LEDGER_HEARTBEAT_INTERVAL="1",
-        LEDGER_REQUEST_TIMEOUT="10",
-        LEDGER_WEB_PORT="0",
-        LEDGER_LOG_LEVEL="info",
-        LEDGER_REJECTS_LOG_LEVEL="warning",
-    )
+    env = pipeline_worker_env(bootstrap, app_id)
     if batch_size is not None:
         env["LEDGER_BATCH_SIZE"] = str(batch_size)
     return env
@@ -147,17 +132,6 @@ def start_workers(
         )
         log.close()  # the child has its own copy
     return procs, ports
-
-
-def all_ready(ports: list[int]) -> bool:
-    """Every worker's /readyz says 200: partitions assigned, tables recovered, no rebalance."""
-    for port in ports:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                pass  # 200; a 503 raises
-        except OSError:  # HTTPError (503), refused (not up yet), timeout
-            return False
-    return True
 
 
 def wait_until_ready(

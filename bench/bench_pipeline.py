@@ -47,7 +47,8 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from bench.workload import generate
-from embedded.broker import client_env, free_port, running_broker
+from embedded.broker import client_env, running_broker
+from embedded.ports import free_port
 from kafkaio.admin import committed_offsets, end_offsets, wait_for_broker
 
 BIN = Path(sys.executable).parent
@@ -104,7 +105,7 @@ def worker_env(bootstrap: str, app_id: str) -> dict[str, str]:
     return env
 
 
-def _all_ready(ports: list[int]) -> bool:
+def all_ready(ports: list[int]) -> bool:
     """Every worker's /readyz says 200: partitions assigned, tables recovered, no rebalance."""
     for port in ports:
         try:
@@ -117,7 +118,7 @@ def _all_ready(ports: list[int]) -> bool:
 
 def _wait_until_ready(ports: list[int], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while not _all_ready(ports):
+    while not all_ready(ports):
         if time.monotonic() > deadline:
             sys.exit(f"workers not ready after {timeout:.0f}s")
         time.sleep(0.2)
@@ -253,7 +254,7 @@ def one_run(
                 if (
                     first is None
                     and all(done.get(p, -1) > 0 for p in range(PARTITIONS))
-                    and _all_ready(ports)
+                    and all_ready(ports)
                 ):
                     done = committed_offsets(bootstrap, "catchup", TOPIC, PARTITIONS)
                     first, first_done = time.perf_counter(), sum(done.values())
