@@ -51,6 +51,7 @@ changes nothing here.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import statistics
@@ -408,6 +409,17 @@ def latencies(sent: Sent, indexes: range, seen: list[list[tuple[int, float]]]) -
     return result
 
 
+def _trace(sent: Sent, window: range, seen: list[list[tuple[int, float]]]) -> None:
+    """Where the slowest events were: the longest waits between position records seen."""
+    t0 = sent.at[window.start]
+    gaps: list[tuple[float, int, float]] = []
+    for p, positions in enumerate(seen):
+        times = [at for _, at in positions if at >= t0]
+        gaps += [(b - a, p, a - t0) for a, b in itertools.pairwise(times)]
+    for gap, p, at in sorted(gaps, reverse=True)[:5]:
+        print(f"    trace: partition {p}: no position for {gap * 1000:.0f} ms from +{at:.2f} s")
+
+
 def percentile(ordered: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of sorted values."""
     if not ordered:
@@ -474,6 +486,8 @@ def one_run(
                     max_ms=(lat[-1] if lat else float("nan")) * 1000,
                 )
                 results.append(result)
+                if args.trace:
+                    _trace(sent, window, tail_reader.seen)
                 print(
                     f"  {rate:,} ev/s: achieved {result.achieved:,.0f} ev/s, {result.events:,} "
                     f"events, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
@@ -514,6 +528,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured, per rate")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds per rate, not counted")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument(
+        "--trace", action="store_true", help="print the longest waits between positions seen"
+    )
     parser.add_argument("--broker", choices=("tansu", "kafka"), default="kafka")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, help="LEDGER_BATCH_SIZE of the workers")

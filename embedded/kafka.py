@@ -244,6 +244,7 @@ class KafkaBroker:
         log: Path | None = None,
         config: Mapping[str, str] | None = None,
         scram_users: Mapping[str, str] | None = None,
+        extra_listeners: Mapping[str, tuple[int, str]] | None = None,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kafka-ledger-broker-"))
@@ -251,6 +252,9 @@ class KafkaBroker:
         self.extra_config = dict(config or {})
         #: name -> password, SCRAM-SHA-512 credentials written at format time.
         self.scram_users = dict(scram_users or {})
+        #: name -> (port on 127.0.0.1, advertised host:port): more PLAINTEXT
+        #: listeners, e.g. one reached through a relay (tests/netcut.py).
+        self.extra_listeners = dict(extra_listeners or {})
         state = self._read_state()
         self.port: int = port or int(state.get("port", 0)) or free_port()
         self.controller_port: int = int(state.get("controller_port", 0)) or free_port()
@@ -279,16 +283,20 @@ class KafkaBroker:
     def properties(self) -> dict[str, str]:
         c = self.controller_port
         props = dict(BASE_CONFIG)
+        extra = self.extra_listeners
+        bind = "".join(f",{name}://127.0.0.1:{port}" for name, (port, _) in extra.items())
+        advertised = "".join(f",{name}://{where}" for name, (_, where) in extra.items())
+        protocols = "".join(f",{name}:PLAINTEXT" for name in extra)
         props.update(
             {
                 "controller.quorum.bootstrap.servers": f"127.0.0.1:{c}",
-                "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{c}",
+                "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{c}" + bind,
                 "advertised.listeners": (
-                    f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{c}"
+                    f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{c}" + advertised
                 ),
                 "listener.security.protocol.map": (
                     "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,"
-                    "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
+                    "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL" + protocols
                 ),
                 "log.dirs": str(self.data_dir / "log"),
             }

@@ -266,9 +266,66 @@ def first_offset_from(
         consumer.close()
 
 
-def _eof_consumer(bootstrap: str, isolation: str = READ_COMMITTED) -> Consumer:
+class OffsetProbe:
+    """`first_offset_from` on one consumer kept open, for a caller that asks often.
+
+    A worker asks at every transaction marker of its input (produce-csv
+    commits every second): a new consumer each time would cost a connection
+    and a metadata round trip; an assign on this one costs one fetch. Not
+    thread-safe: one caller at a time (the worker asks under its batch lock).
+    """
+
+    def __init__(self, bootstrap: str, isolation: str = READ_COMMITTED) -> None:
+        self.bootstrap = bootstrap
+        self.isolation = isolation
+        self._consumer: Consumer | None = None
+
+    def first_offset_from(self, topic: str, partition: int, offset: int) -> int | None:
+        """The offset of the first record at or after `offset`, or None at the end."""
+        found, is_record = self.next_record_or_end(topic, partition, offset)
+        return found if is_record else None
+
+    @translated
+    def next_record_or_end(self, topic: str, partition: int, offset: int) -> tuple[int, bool]:
+        """(offset, True) of the first record at or after `offset`, or (end, False).
+
+        The end is where this reader stops: under read_committed, the last
+        stable offset (nothing of an open transaction is passed over).
+        """
+        if self._consumer is None:
+            # An answer at the end must not wait for records that may come:
+            # the broker holds an empty fetch up to fetch.wait.max.ms.
+            quick = {"fetch.wait.max.ms": 10}
+            self._consumer = _eof_consumer(self.bootstrap, self.isolation, quick)
+        consumer = self._consumer
+        # assign() replaces the last assignment, and librdkafka drops what it
+        # had fetched for it: only records of this one come back.
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for message in consumer.consume(1, timeout=1.0):
+                error = message.error()
+                if error is None:
+                    if message.partition() == partition and (message.offset() or 0) >= offset:
+                        return int(message.offset() or 0), True
+                    continue
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return max(int(message.offset() or 0), offset), False
+                raise KafkaIOError(f"reading {topic}[{partition}]: {error}")
+        raise KafkaIOError(f"reading {topic}[{partition}] at {offset}: no answer in 30s")
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+def _eof_consumer(
+    bootstrap: str, isolation: str = READ_COMMITTED, extra: dict[str, Any] | None = None
+) -> Consumer:
     return Consumer(
         {
+            **(extra or {}),
             "bootstrap.servers": bootstrap,
             "group.id": "ledger-export",  # required by the client; nothing is committed
             "enable.auto.commit": False,

@@ -30,6 +30,7 @@ ENV = {
     "rejects_log_level": "LEDGER_REJECTS_LOG_LEVEL",
     "fault_slow_recovery": "LEDGER_FAULT_SLOW_RECOVERY",
     "isolation_level": "LEDGER_ISOLATION_LEVEL",
+    "ingest_topic": "LEDGER_INGEST_TOPIC",
 }
 
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
@@ -37,6 +38,8 @@ ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
 
 #: What Faust itself sets on a table's changelog (and nothing else: no retention).
 CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+#: The ingestion journal (producers.journal): one record per input, the latest kept.
+JOURNAL_CONFIG = {"cleanup.policy": "compact"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class Settings:
     #: read_uncommitted (embedded.broker.client_env) and rely on the
     #: position and before-image rules instead.
     isolation_level: str = "read_committed"
+    #: produce-csv's ingestion journal (producers.journal); empty: `<transactions topic>-ingest`.
+    ingest_topic: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -113,6 +118,10 @@ class Settings:
     def changelog_topic(self, table: str) -> str:
         """Faust names a table's changelog `<app id>-<table>-changelog`."""
         return f"{self.app_id}-{table}-changelog"
+
+    @property
+    def journal_topic(self) -> str:
+        return self.ingest_topic or f"{self.transactions_topic}-ingest"
 
     @property
     def broker_url(self) -> str:

@@ -26,17 +26,23 @@ import faust
 import orjson
 from faust.types import TP
 
-from kafkaio.admin import committed_offsets, first_offset_from, start_offsets
+from kafkaio.admin import (
+    OffsetProbe,
+    committed_offsets,
+    first_offset_from,
+    partition_count,
+    start_offsets,
+)
 from kafkaio.settings import Settings
 from ledger.keys import Placement
 from processor.batch import Outcome, Record, apply_batch
 from processor.metrics import WorkerMetrics
 from processor.patience import until_answered
 from processor.recovery import TrueEndRecovery
-from processor.sequencing import Sequencer
+from processor.sequencing import Admitted, Sequencer
 from processor.state import decode_position, encode_position, position_key
 from processor.transport import BatchConsumer, use_batch_transport
-from processor.writer import Fenced, WriteFailed, Writer
+from processor.writer import Fenced, Headers, Outgoing, WriteFailed, Writer
 
 log = logging.getLogger("ledger.worker")
 #: One key=value line per rejected row (INFO) or dead letter (WARNING): processor.logs.
@@ -93,6 +99,8 @@ class BatchWorker:
         self.rejected: Counter[str] = Counter()
         self.dead_lettered = 0
         self.sequencer = Sequencer()
+        #: Asks the broker what is really at a hole of the input (processor.sequencing).
+        self.probe = OffsetProbe(settings.bootstrap_servers, settings.isolation_level)
         #: Partitions of `transactions` this worker owns right now: fenced,
         #: recovered and resumed from their positions (`resume`).
         self.owned: set[int] = set()
@@ -106,6 +114,12 @@ class BatchWorker:
         self.metrics = WorkerMetrics(settings.transactions_topic)
         #: Each client's key and partition (SPEC M1), checked for every record.
         self.placement = Placement(settings.partitions)
+        #: Partition counts of the rejected and DLQ topics, once known.
+        self._side: tuple[int, int] | None = None
+        #: partition -> when records of it last arrived (`past_trailing_markers`).
+        self._last_records: dict[int, float] = {}
+        #: Since when fetches have brought no record (None: the last one did).
+        self._idle_since: float | None = None
 
     async def fence(self, partitions: set[int]) -> None:
         """Take over these partitions' transactional ids, before their changelogs are read.
@@ -140,6 +154,8 @@ class BatchWorker:
         starts = await until_answered(
             start_offsets, s.bootstrap_servers, s.transactions_topic, s.partitions
         )
+        if self._side is None:
+            self._side = await until_answered(self._count_side_partitions)
         committed = await until_answered(
             committed_offsets, s.bootstrap_servers, s.app_id, s.transactions_topic, s.partitions
         )
@@ -223,7 +239,13 @@ class BatchWorker:
         # dropped above, uncommitted, the next owner applies them.
         if not records:
             return
+        now = time.monotonic()
+        self._idle_since = None
+        for partition in {r.partition for r in records}:
+            self._last_records[partition] = now
         admitted = self.sequencer.admit(records)
+        if admitted.holes:
+            await self._past_skips(admitted)
         if admitted.duplicates:
             log.info("dropped %d records delivered twice", admitted.duplicates)
         clock = time.perf_counter
@@ -273,6 +295,33 @@ class BatchWorker:
             if partition not in admitted.holes:
                 await self._seek_again(partition)
 
+    async def _past_skips(self, admitted: Admitted) -> None:
+        """Go on past holes where the broker has no record: no seek, no fetching again.
+
+        Every transaction of a transactional producer (produce-csv commits
+        one a second) leaves a commit marker on each partition it wrote: an
+        offset that is never delivered. The broker is asked all the same (a
+        hole can also be a record the consumer skipped: processor.sequencing):
+        only when its first record at or after the missing offset is the one
+        held right after the hole are the held records admitted.
+        """
+        topic = self.settings.transactions_topic
+        while admitted.holes:
+            skips = set()
+            for partition, missing in admitted.holes.items():
+                held = admitted.held.get(partition)
+                if not held:
+                    continue
+                present = await until_answered(
+                    self.probe.first_offset_from, topic, partition, missing
+                )
+                if present == held[0].offset:
+                    self.sequencer.skip_to(partition, present)
+                    skips.add(partition)
+            if not skips:
+                return
+            self.sequencer.readmit(admitted, skips)
+
     async def _fill_hole(self, partition: int, missing: int) -> None:
         """A record of `partition` was skipped by the consumer (see processor.sequencing)."""
         topic = self.settings.transactions_topic
@@ -292,6 +341,59 @@ class BatchWorker:
             return
         log.warning("%s[%d]@%d was not delivered; reading again", topic, partition, missing)
         await self._seek_again(partition)
+
+    def idle(self) -> None:
+        """A fetch brought no record: the consumer has nothing more in hand."""
+        if self._idle_since is None:
+            self._idle_since = time.monotonic()
+
+    async def past_trailing_markers(self, quiet: float = 0.2) -> None:
+        """Move an idle partition's position past the markers at its end.
+
+        A transactional producer's last transaction ends with a commit
+        marker: the partition's end is one past the last record, so a
+        position at `last record + 1` would leave a lag of 1 for good, in
+        `ledger-admin status`, `export-snapshot --wait`, the lag metric and
+        any Kafka tool (Kafka's own consumers commit their position, which
+        is past the markers, for the same reason). Once a partition has had
+        no record for `quiet` seconds while its high watermark is past the
+        position, the broker is asked: if it has no record there up to its
+        end, the position record moves to that end, in a transaction of its
+        own, and the group's offset with it. No record is ever passed over:
+        under read_committed the end is the last stable offset. Only asked
+        once fetches come back empty: while records flow, a marker is
+        followed by records and the hole check passes it (`_past_skips`).
+        """
+        topic = self.settings.transactions_topic
+        consumer = self.app.consumer
+        now = time.monotonic()
+        if self._idle_since is None or now - self._idle_since < quiet:
+            return
+        async with self.batch_lock:
+            if self.app.rebalancing:
+                return
+            moves = {}
+            for p in sorted(self.owned):
+                expected = self.sequencer.expected.get(p)
+                if expected is None or p in self.sequencer.waiting:
+                    continue
+                if now - self._last_records.get(p, 0.0) < quiet:
+                    continue
+                highwater = consumer.highwater(TP(topic, p))
+                if highwater is None or highwater <= expected:
+                    continue
+                end, is_record = await until_answered(
+                    self.probe.next_record_or_end, topic, p, expected
+                )
+                if not is_record and end > expected:
+                    moves[p] = end
+                # Either way, not asked again before `quiet` has passed.
+                self._last_records[p] = now
+            if moves:
+                for p, end in moves.items():
+                    self.sequencer.skip_to(p, end)
+                await self._commit_transactions(moves)
+                await self._commit_offsets(moves)
 
     async def retry_holes(self) -> None:
         """Re-seek partitions still waiting for a missing record (see `_seek_again`)."""
@@ -354,7 +456,19 @@ class BatchWorker:
             _stop("the transaction of this batch was not committed (%s); stopping", exc)
 
     def _report(self, outcome: Outcome) -> None:
-        send = self.writer.send
+        """Rejections and dead letters, into the transactions of their source partitions.
+
+        Each goes to the same partition number of its topic as its source
+        (where the topic has that many): a batch's transaction for input
+        partition p then spans the changelogs' p and these topics' p only,
+        instead of every partition a key hashes to; fewer partitions in a
+        transaction, fewer markers for the broker to write (bench/README.md).
+        For a well-keyed record it is also the key's own partition (SPEC M1:
+        murmur2, and these topics are created with the input's count).
+        """
+        rejected_topic, dlq_topic = self.settings.rejected_topic, self.settings.dlq_topic
+        rejected_n, dlq_n = self._side_partitions()
+        out: list[Outgoing] = []
         for record, rejection in outcome.rejected:
             rejection["source"] = _source(record)
             rejects_log.info(
@@ -368,7 +482,10 @@ class BatchWorker:
                 rejection["line"],
             )
             value = orjson.dumps(rejection)
-            send(record.partition, self.settings.rejected_topic, record.key, value)
+            p = record.partition
+            out.append(
+                Outgoing(p, rejected_topic, record.key, value, p if p < rejected_n else -1, None)
+            )
         for record, reason, detail in outcome.dead:
             rejects_log.warning(
                 "event=dead_lettered topic=%s partition=%d offset=%d reason=%s detail=%s",
@@ -378,13 +495,29 @@ class BatchWorker:
                 reason,
                 orjson.dumps(detail).decode(),  # quoted: the detail has spaces
             )
-            headers = [
+            headers: Headers = [
                 ("reason", reason.encode()),
                 ("detail", detail.encode()),
                 ("source", orjson.dumps(_source(record))),
             ]
             # The value goes on unchanged, so a fixed consumer can replay it.
-            send(record.partition, self.settings.dlq_topic, record.key, record.value, headers)
+            p = record.partition
+            out.append(
+                Outgoing(p, dlq_topic, record.key, record.value, p if p < dlq_n else -1, headers)
+            )
+        self.writer.send_each(out)
+
+    def _side_partitions(self) -> tuple[int, int]:
+        # Known since the first `resume`, which comes before any batch.
+        return self._side or (0, 0)
+
+    def _count_side_partitions(self) -> tuple[int, int]:
+        """Partition counts of the rejected and DLQ topics (they exist: processor.startup)."""
+        s = self.settings
+        return (
+            partition_count(s.bootstrap_servers, s.rejected_topic),
+            partition_count(s.bootstrap_servers, s.dlq_topic),
+        )
 
     async def _commit_offsets(self, positions: dict[int, int]) -> None:
         """The group's offsets, for monitoring (lag, `export-snapshot --wait`): best effort.
@@ -437,7 +570,12 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
     # whole (processor.transport says why not through a Faust stream). Adding
     # the topic to the app's topics is what subscribes the worker to it.
     use_batch_transport(
-        app, settings.transactions_topic, worker.process, worker.waited, worker.resume
+        app,
+        settings.transactions_topic,
+        worker.process,
+        worker.waited,
+        worker.resume,
+        worker.idle,
     )
     # Every table recovery first takes over the transactional ids of the
     # partitions it is about to read (processor.recovery, processor.writer).
@@ -455,6 +593,10 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
         # A hole may be the last thing in a partition: then no batch arrives
         # to trigger the next seek, so a timer does.
         await worker.retry_holes()
+
+    @app.timer(0.2)  # type: ignore[untyped-decorator]
+    async def past_trailing_markers() -> None:
+        await worker.past_trailing_markers()
 
     @app.timer(60.0)  # type: ignore[untyped-decorator]
     async def log_counts() -> None:

@@ -43,10 +43,15 @@ from kafkaio.errors import KafkaIOError, TopicMissing
 from kafkaio.settings import CHANGELOG_CONFIG, Settings
 from processor.state import encode_position, position_key
 from producers.csv_producer import producer_config
+from producers.journal import read_journal
 
 #: Exit code of `rebuild` while the worker group still has members: stop the workers first.
 EXIT_WORKERS_RUNNING = 4
 TABLES = ("accounts", "deposits")
+INGEST_COLUMNS = (
+    "source", "name", "run", "lines", "rows", "malformed", "state", "started", "updated",
+    "offsets",
+)  # fmt: skip
 
 
 def _settings(bootstrap_servers: str | None, app_id: str | None) -> Settings:
@@ -90,7 +95,38 @@ def _describe(group: str, state: GroupState) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Operate the ledger: `status` of the worker group, `rebuild` of all state."""
+    """Operate the ledger: `status` of the worker group, `rebuild` of all state, `ingest`."""
+
+
+@cli.command()
+@click.option("--bootstrap-servers", help="Overrides KAFKA_BOOTSTRAP_SERVERS.")
+@click.option("--topic", help="Overrides LEDGER_TRANSACTIONS_TOPIC.")
+def ingest(bootstrap_servers: str | None, topic: str | None) -> None:
+    """What produce-csv published, one line per input (the ingestion journal).
+
+    An input is a file's content (sha256) or a stdin source id; `run` counts
+    its publications (more than 1 only with --force); `offsets` are, per
+    partition, the range of the input topic holding the run's rows.
+    """
+    try:
+        settings = Settings.from_env(bootstrap_servers=bootstrap_servers, transactions_topic=topic)
+        try:
+            partition_count(settings.bootstrap_servers, settings.journal_topic, timeout=2)
+        except TopicMissing:
+            click.echo(f"no journal yet: topic {settings.journal_topic!r} does not exist")
+            return
+        entries = read_journal(
+            settings.bootstrap_servers, settings.journal_topic, settings.isolation_level
+        )
+    except KafkaIOError as exc:
+        _fail(str(exc))
+    click.echo("\t".join(INGEST_COLUMNS))
+    for e in sorted(entries.values(), key=lambda e: (e.started, e.source)):
+        offsets = " ".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(e.offsets.items()))
+        state = "complete" if e.complete else "unfinished"
+        fields = [e.source, e.name, str(e.run), str(e.lines), str(e.rows), str(e.malformed)]
+        fields += [state, e.started, e.updated, offsets or "-"]
+        click.echo("\t".join(fields))
 
 
 @cli.command()

@@ -12,8 +12,13 @@ account wrong). So the worker checks the sequence itself, per partition:
 - a record above it means one is missing. Nothing after the hole is admitted;
   the worker asks the broker what is really at the expected offset: if a
   record is there, it seeks back to it (everything after is delivered again);
-  if the broker's next record is further on (offsets can legitimately skip,
-  e.g. transaction markers), the sequence moves on to it.
+  if the broker's next record is further on (offsets can legitimately skip:
+  every transaction of a transactional producer, produce-csv's included,
+  ends with a commit marker that takes an offset and is never delivered),
+  the sequence moves on to it. The records after a new hole are kept
+  (`Admitted.held`) so that, when the broker says the hole is only such a
+  skip, they are admitted at once instead of fetched again after a seek:
+  produce-csv commits every second, so this is the common case.
 
 A new process knows no expected offsets; it starts from whatever the
 consumer delivers first, which is the committed offset.
@@ -37,6 +42,8 @@ class Admitted:
     holes: dict[int, int] = field(default_factory=dict)
     #: Partitions with records held back in this call (new or known holes).
     held_back_from: set[int] = field(default_factory=set)
+    #: partition -> the records after a hole found in this call, in order.
+    held: dict[int, list[Record]] = field(default_factory=dict)
 
 
 class Sequencer:
@@ -63,7 +70,29 @@ class Sequencer:
                 if partition not in self.waiting:
                     self.waiting[partition] = want
                     out.holes[partition] = want
+                    out.held[partition] = [record]
+                elif partition in out.holes:
+                    out.held[partition].append(record)
         return out
+
+    def readmit(self, admitted: Admitted, partitions: set[int]) -> None:
+        """The holes of `partitions` were only skips (`skip_to` done): admit what they held.
+
+        Records go on after `admitted.records`, in order per partition; a
+        further hole among them is a new hole of `admitted`.
+        """
+        held = [r for p in partitions for r in admitted.held.pop(p, [])]
+        for p in partitions:
+            admitted.holes.pop(p, None)
+        admitted.held_back_from -= partitions
+        admitted.held_back -= len(held)
+        again = self.admit(held)
+        admitted.records.extend(again.records)
+        admitted.duplicates += again.duplicates
+        admitted.held_back += again.held_back
+        admitted.held_back_from |= again.held_back_from
+        admitted.holes.update(again.holes)
+        admitted.held.update(again.held)
 
     def skip_to(self, partition: int, offset: int) -> None:
         """The broker has no record between the expected offset and `offset`."""

@@ -33,6 +33,7 @@ BatchHandler = Callable[[list[Record]], Awaitable[None]]
 #: Called with the source partitions assigned here once the tables are recovered.
 ResumeHandler = Callable[[set[int]], Awaitable[None]]
 WaitObserver = Callable[[float], None]
+IdleObserver = Callable[[], None]
 #: (generation when asked, records by partition, partitions active then)
 Fetched = tuple[int, Any, Any]
 
@@ -81,7 +82,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def _drain_messages(self, fetcher: Any) -> None:
         transport = cast(BatchTransport, self.transport)
         topic, handler = transport.batch_topic, transport.batch_handler
-        waited = transport.batch_waited
+        waited, idle = transport.batch_waited, transport.batch_idle
         clock = time.perf_counter
         callback = self.callback
         app = self.app
@@ -104,6 +105,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 pending = None
                 waited(clock() - asked)
                 if not records or self.should_stop:
+                    if not records:
+                        idle()
                     continue
                 batch: list[Record] = []
                 paused: list[Record] = []
@@ -129,6 +132,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if paused:
                     await self.rewind(paused)
                 if not batch:
+                    idle()
                     continue
                 pending = asyncio.ensure_future(self._fetch())
                 if self.flow_active and app.consumer_generation_id == generation:
@@ -210,20 +214,28 @@ class BatchTransport(faust_aiokafka.Transport):
     batch_handler: BatchHandler
     batch_waited: WaitObserver
     batch_resume: ResumeHandler
+    batch_idle: IdleObserver
 
 
 def use_batch_transport(
-    app: Any, topic: str, handler: BatchHandler, waited: WaitObserver, resume: ResumeHandler
+    app: Any,
+    topic: str,
+    handler: BatchHandler,
+    waited: WaitObserver,
+    resume: ResumeHandler,
+    idle: IdleObserver,
 ) -> None:
     """Make `app` deliver `topic`'s records to `handler`, a fetch at a time.
 
     `waited` is told how long each wait for a fetch took (the worker's time
     split: fetching versus applying); `resume` places the consumer on
-    `topic`'s partitions after each table recovery (`perform_seek`).
+    `topic`'s partitions after each table recovery (`perform_seek`); `idle`
+    is called for each fetch that brought no record of `topic`.
     """
     transport = BatchTransport(app.conf.broker_consumer, app)
     transport.batch_topic = topic
     transport.batch_handler = handler
     transport.batch_waited = waited
     transport.batch_resume = resume
+    transport.batch_idle = idle
     app.transport = transport

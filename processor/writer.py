@@ -41,7 +41,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -62,6 +62,21 @@ class WriteFailed(KafkaIOError):
 
 class Fenced(WriteFailed):
     """Another worker took the partition over: its producer fenced this one."""
+
+
+Headers = list[tuple[str, str | bytes | None]]
+
+
+class Outgoing(NamedTuple):
+    """One record for `Writer.send_each`."""
+
+    source: int
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    #: The partition of `topic`, or -1: the client's default (by key).
+    partition: int
+    headers: Headers | None
 
 
 def transactional_id(app_id: str, partition: int) -> str:
@@ -188,23 +203,27 @@ class Writer:
                 raise _translated(partition, exc) from None
         self.sent[topic] = self.sent.get(topic, 0) + len(writes)
 
-    def send(
-        self,
-        source_partition: int,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """One record (a rejection, a dead letter) in the transaction of `source_partition`.
+    def send_each(self, records: list[Outgoing]) -> None:
+        """Records of a batch's rejections and dead letters, each in its source's transaction.
 
-        Its partition in `topic` is the client's default (by key).
+        `Outgoing.partition`: the topic partition, or -1 for the client's default (by key).
         """
-        tx = self._of(source_partition)
-        kwargs: dict[str, Any] = {"headers": headers} if headers else {}
-        with _failures(source_partition):
-            _produce_when_room(tx.producer, tx.delivered, topic, key, value, kwargs)
-        self.sent[topic] = self.sent.get(topic, 0) + 1
+        producers: dict[int, Any] = {}
+        for source, topic, key, value, partition, headers in records:
+            entry = producers.get(source)
+            if entry is None:
+                tx = self._of(source)
+                entry = producers[source] = (tx.producer.produce, tx.delivered, tx.producer)
+            produce, delivered, producer = entry
+            try:
+                produce(topic, value, key, partition, on_delivery=delivered, headers=headers)
+            except BufferError:
+                kwargs = {"partition": partition, "headers": headers}
+                with _failures(source):
+                    _produce_when_room(producer, delivered, topic, key, value, kwargs)
+            except (KafkaException, SystemError) as exc:
+                raise _translated(source, exc) from None
+            self.sent[topic] = self.sent.get(topic, 0) + 1
 
     async def commit(self, positions: dict[int, tuple[str, bytes, bytes]]) -> None:
         """Write each partition's position record last and commit its transaction.

@@ -56,6 +56,8 @@ class Pipeline:
     extra_env: dict[str, str] = field(default_factory=dict)
     #: pid -> the web port of a worker started with one (restarts keep it).
     web_ports: dict[int, int] = field(default_factory=dict)
+    #: pid -> the cuttable link a worker was started behind (restarts keep it).
+    links: dict[int, Any] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
@@ -126,26 +128,35 @@ class Pipeline:
         """Restart workers that exit with 75, as compose/Kubernetes would (restart on failure)."""
         for i, proc in enumerate(self.workers):
             if proc.poll() == EXIT_RESTART:
-                self.workers[i] = self._spawn(self.web_ports.pop(proc.pid, None))
+                web, link = self.web_ports.pop(proc.pid, None), self.links.pop(proc.pid, None)
+                self.workers[i] = self._spawn(web, link)
 
-    def start_worker(self, web: bool = False) -> subprocess.Popen[bytes]:
-        """A worker; with `web`, its web server on a free 127.0.0.1 port (`web_url`)."""
-        proc = self._spawn(free_port() if web else None)
+    def start_worker(self, web: bool = False, link: Any = None) -> subprocess.Popen[bytes]:
+        """A worker; with `web`, its web server on a free 127.0.0.1 port (`web_url`).
+
+        With `link` (a tests.netcut.NetCut), the worker runs in the link's
+        network namespace and reaches the broker only through it.
+        """
+        proc = self._spawn(free_port() if web else None, link)
         self.workers.append(proc)
         return proc
 
     def web_url(self, proc: subprocess.Popen[bytes], path: str) -> str:
         return f"http://127.0.0.1:{self.web_ports[proc.pid]}{path}"
 
-    def _spawn(self, web_port: int | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, web_port: int | None = None, link: Any = None) -> subprocess.Popen[bytes]:
         n = next(self._counter)
         log = open(self.workdir / f"worker-{n}.log", "wb")  # noqa: SIM115
         env, web = self.env, []
         if web_port is not None:
             env["LEDGER_WEB_PORT"] = str(web_port)
             web = ["--web-bind", "127.0.0.1"]  # the image binds 0.0.0.0; tests stay local
+        argv = [script("faust"), "-A", "processor", "worker", "-l", "warn", *web]
+        if link is not None:
+            env["KAFKA_BOOTSTRAP_SERVERS"] = link.bootstrap
+            argv = link.command(argv)
         proc = subprocess.Popen(
-            [script("faust"), "-A", "processor", "worker", "-l", "warn", *web],
+            argv,
             env=env,
             cwd=self.workdir,  # Faust keeps a data directory in its working directory
             stdout=log,
@@ -154,6 +165,8 @@ class Pipeline:
         )
         if web_port is not None:
             self.web_ports[proc.pid] = web_port
+        if link is not None:
+            self.links[proc.pid] = link
         return proc
 
     def stop_worker(

@@ -174,6 +174,31 @@ def test_a_hole_the_broker_confirms_is_skipped() -> None:  # e.g. a transaction 
     assert sequencer.admit([later]).records == [later]
 
 
+def test_records_held_after_skips_the_broker_confirms_are_admitted_without_fetching_again() -> (
+    None
+):  # transaction markers of a transactional producer: one offset each, never delivered
+    records = _records(1_000, seed=7)
+    partition = records[0].partition
+    mine = [r for r in records if r.partition == partition]
+    # Markers after the 10th and the 20th record of the partition: offsets shift.
+    shifted = [r._replace(offset=r.offset + (i >= 10) + (i >= 20)) for i, r in enumerate(mine)]
+    batch = [r for r in records if r.partition != partition] + shifted
+    sequencer = Sequencer()
+    admitted = sequencer.admit(batch)
+    assert admitted.holes == {partition: shifted[9].offset + 1}
+    assert admitted.held[partition] == shifted[10:]
+    sequencer.skip_to(partition, shifted[10].offset)  # what the broker said
+    sequencer.readmit(admitted, {partition})
+    assert admitted.holes == {partition: shifted[19].offset + 1}  # the second marker
+    sequencer.skip_to(partition, shifted[20].offset)
+    sequencer.readmit(admitted, {partition})
+    assert not admitted.holes and not admitted.held and not admitted.held_back_from
+    assert [r for r in admitted.records if r.partition == partition] == shifted
+    stores = Stores()
+    stores.apply(admitted.records)
+    assert stores.snapshot() == _expected(records)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_a_torn_batch_where_only_some_writes_landed_is_completed_exactly_on_replay(
     seed: int,
