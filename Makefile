@@ -7,7 +7,7 @@ CSV    ?= examples/transactions.csv
 # tansu (embedded, in memory) or kafka (Apache Kafka from Maven Central jars, cached outside the clone)
 BROKER ?= tansu
 
-.PHONY: install kafka-jars test test-fast lint demo bench bench-pipeline bench-latency profile-worker chaos chaos-broker chaos-zombies clean
+.PHONY: install kafka-jars test test-fast lint demo bench bench-pipeline bench-latency bench-ingest profile-worker chaos chaos-broker chaos-zombies chaos-netcut chaos-ingest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,14 @@ chaos-broker: $(STAMP) kafka-jars
 chaos-zombies: $(STAMP) kafka-jars
 	LEDGER_TEST_BROKER=kafka ZOMBIE_RUNS=$${ZOMBIE_RUNS:-10} $(BIN)/python -m pytest -m chaos tests/chaos/test_zombies.py -s -q
 
+## 10 runs on Apache Kafka: a replica's network link cut (network namespaces; needs root)
+chaos-netcut: $(STAMP) kafka-jars
+	LEDGER_TEST_BROKER=kafka NETCUT_RUNS=$${NETCUT_RUNS:-10} $(BIN)/python -m pytest -m chaos tests/chaos/test_network_cut.py -s -q
+
+## 10 runs on Apache Kafka: produce-csv killed -9 at random moments, re-run until it completes
+chaos-ingest: $(STAMP) kafka-jars
+	LEDGER_TEST_BROKER=kafka INGEST_KILL_RUNS=$${INGEST_KILL_RUNS:-10} $(BIN)/python -m pytest -m chaos tests/chaos/test_ingest_kill.py -s -q
+
 ## the Kafka pipeline benchmark: producer, 1 and 2 workers, end to end, ceiling (BROKER=tansu|kafka|"tansu kafka")
 bench-pipeline: $(STAMP)
 	$(BIN)/python -m bench.bench_pipeline --broker $(BROKER)
@@ -66,6 +74,10 @@ bench-pipeline: $(STAMP)
 ## end-to-end latency (produce -> visible to a read_committed reader), p50/p99 at 1k, 10k, 50k events/s
 bench-latency: $(STAMP)
 	$(BIN)/python -m bench.bench_latency --broker $(BROKER)
+
+## produce-csv with the ingestion journal against without it (BROKER=kafka|tansu)
+bench-ingest: $(STAMP)
+	$(BIN)/python -m bench.bench_ingest --broker $(if $(filter tansu,$(BROKER)),tansu,kafka)
 
 ## where one worker's time goes (py-spy, all threads) while it catches up on 1M events
 profile-worker: $(STAMP)

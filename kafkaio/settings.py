@@ -29,6 +29,7 @@ ENV = {
     "log_level": "LEDGER_LOG_LEVEL",
     "rejects_log_level": "LEDGER_REJECTS_LOG_LEVEL",
     "fault_slow_recovery": "LEDGER_FAULT_SLOW_RECOVERY",
+    "fault_unfenced": "LEDGER_FAULT_UNFENCED",
     "isolation_level": "LEDGER_ISOLATION_LEVEL",
     "ingest_topic": "LEDGER_INGEST_TOPIC",
 }
@@ -70,6 +71,10 @@ class Settings:
     #: Test hook, seconds: the worker's first table recovery step is made this
     #: much slower, to time it out on purpose (processor.recovery). Keep 0.
     fault_slow_recovery: float = 0.0
+    #: Test hook: each worker process gets transactional ids of its own, so
+    #: nothing fences a previous owner (what the zombie and network-cut
+    #: tests must catch). Keep empty; "1" turns it on.
+    fault_unfenced: str = ""
     #: How every reader of ours (worker, recovery, exporter, tools) reads:
     #: read_committed skips aborted transactions (docs/exactness.md). Only
     #: for a broker whose read_committed is broken: Tansu 0.6 leaves its

@@ -88,7 +88,12 @@ class BatchWorker:
             internal=True,
             acks=False,
         )
-        self.writer = Writer(settings.bootstrap_servers, settings.app_id, settings.request_timeout)
+        self.writer = Writer(
+            settings.bootstrap_servers,
+            settings.app_id,
+            settings.request_timeout,
+            unfenced=settings.fault_unfenced == "1",
+        )
         #: Seconds spent per step of a batch since start, and batches done.
         self.seconds: dict[str, float] = dict.fromkeys(
             ("fetch", "apply", "send", "confirm", "commit"), 0.0

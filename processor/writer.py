@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -104,9 +105,13 @@ class _PartitionProducer:
 
 
 class Writer:
-    def __init__(self, bootstrap_servers: str, app_id: str, timeout: float) -> None:
+    def __init__(
+        self, bootstrap_servers: str, app_id: str, timeout: float, unfenced: bool = False
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._app_id = app_id
+        #: Test hook (kafkaio.settings `fault_unfenced`): ids of this process only.
+        self._suffix = f"-unfenced-{os.getpid()}" if unfenced else ""
         self._timeout = timeout
         self._producers: dict[int, _PartitionProducer] = {}
         # Commits of one batch's partitions run side by side; librdkafka calls
@@ -119,7 +124,7 @@ class Writer:
         message_timeout_ms = int(self._timeout * 1000)
         return {
             "bootstrap.servers": self._bootstrap,
-            "transactional.id": transactional_id(self._app_id, partition),
+            "transactional.id": transactional_id(self._app_id, partition) + self._suffix,
             "transaction.timeout.ms": max(MIN_TRANSACTION_TIMEOUT_MS, message_timeout_ms),
             "enable.idempotence": True,
             "acks": "all",

@@ -31,6 +31,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 
 CLONE_NEWNET = 0x40000000
@@ -70,6 +71,8 @@ class NetCut:
         self.port = 0  # the relay's, known once started
         self._listener: socket.socket | None = None
         self._closing = threading.Event()
+        #: (monotonic time, bytes) of the recent sends from the worker's side.
+        self._sent: list[tuple[float, int]] = []
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
 
@@ -144,13 +147,36 @@ class NetCut:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, outgoing in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, outgoing), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def cut_while_writing(self, min_bytes: int = 3_000, within: float = 10.0) -> bool:
+        """Cut the link right after the worker sent `min_bytes` in 20 ms (a batch's
+        writes on their way: its transaction open), or after `within` seconds anyway.
+
+        Returns whether the cut came while writing.
+        """
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            with self._lock:
+                recent = sum(n for at, n in self._sent if now - at < 0.02)
+            if recent >= min_bytes:
+                self.cut()
+                return True
+            time.sleep(0.001)
+        self.cut()
+        return False
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, outgoing: bool) -> None:
         try:
             while data := source.recv(1 << 16):
                 sink.sendall(data)
+                if outgoing:
+                    with self._lock:
+                        now = time.monotonic()
+                        self._sent = [(at, n) for at, n in self._sent if now - at < 0.05]
+                        self._sent.append((now, len(data)))
         except OSError:
             pass
         finally:

@@ -77,6 +77,11 @@ class Pipeline:
         )
         env.update(client_env(self.engine))
         env.update(self.extra_env)
+        # Checking that a test fails without a fix: LEDGER_TEST_CODE=<a git
+        # worktree of an older commit> runs that code in every process the
+        # pipeline starts (workers, tools), while the test itself stays this one.
+        if os.environ.get("LEDGER_TEST_CODE"):
+            env["PYTHONPATH"] = os.environ["LEDGER_TEST_CODE"]
         return env
 
     def producer(self) -> Any:

@@ -31,7 +31,7 @@ from tests.pipeline import Pipeline, script
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.chaos]
 
-ROWS = int(os.environ.get("INGEST_KILL_ROWS", "150000"))
+ROWS = int(os.environ.get("INGEST_KILL_ROWS", "600000"))
 RUNS = int(os.environ.get("INGEST_KILL_RUNS", "1"))
 SEEDS = (
     [int(os.environ["INGEST_KILL_SEED"])]
@@ -56,9 +56,11 @@ def test_produce_csv_killed_at_random_moments_and_rerun_publishes_every_row_once
     kills, resumed = 0, 0
     while True:
         proc = subprocess.Popen(argv, env=pipeline.env, stderr=subprocess.PIPE)
-        # Kill most runs; the first kills come early (mid-journal set-up too).
+        # Kill most runs, at any moment: during the set-up (hashing, fencing,
+        # reading the journal: about a second), mid-publication (a 600k-row
+        # file takes three to four more), during a commit.
         if kills < 8 and rng.random() < 0.8:
-            time.sleep(rng.uniform(0.05, 2.5))
+            time.sleep(rng.uniform(0.5, 5.0))
             proc.send_signal(signal.SIGKILL)
         _, stderr = proc.communicate(timeout=300)
         if b"resumed after line" in stderr:

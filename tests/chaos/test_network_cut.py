@@ -43,7 +43,7 @@ from tests.pipeline import EXIT_RESTART, TEST_SESSION_TIMEOUT, PipelineFactory, 
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.chaos]
 
-ROWS = int(os.environ.get("NETCUT_ROWS", "30000"))
+ROWS = int(os.environ.get("NETCUT_ROWS", "60000"))
 RUNS = int(os.environ.get("NETCUT_RUNS", "1"))
 ROUNDS = int(os.environ.get("NETCUT_ROUNDS", "2"))
 SEEDS = (
@@ -78,7 +78,9 @@ def test_a_replica_cut_off_from_the_broker_cannot_overwrite_the_new_owners_state
     factory = PipelineFactory(broker.bootstrap, tmp_path, "netcut", "kafka")
     try:
         pipeline = factory.new(partitions=4)
-        batch = rng.choice([200, 2_000, 50_000])
+        # Small batches: the pair takes a few seconds per chunk, so the cut
+        # lands in the middle of the stream, a batch in flight.
+        batch = rng.choice([200, 1_000, 2_000])
         pipeline.extra_env["LEDGER_BATCH_SIZE"] = str(batch)
         print(f"netcut seed {seed}: batch size {batch}")
         rows = list(generate(ROWS, max(ROWS // 60, 50), seed, dirty=True))
@@ -98,8 +100,13 @@ def test_a_replica_cut_off_from_the_broker_cannot_overwrite_the_new_owners_state
             )
             time.sleep(rng.uniform(0.2, 2.0))
             pause = rng.uniform(2 * cut_for, 3 * cut_for)
-            print(f"round {i}: link of worker {behind.pid} cut for {pause:.1f}s")
-            link.cut()
+            # Right after a burst of writes, most runs: a batch in flight.
+            writing = False
+            if rng.random() < 0.8:
+                writing = link.cut_while_writing()
+            else:
+                link.cut()
+            print(f"round {i}: worker {behind.pid} cut off for {pause:.1f}s, writing: {writing}")
             time.sleep(pause)
             link.restore()
             _, stderr = producer.communicate(timeout=300)
