@@ -173,8 +173,11 @@ def end_offsets(
             starts.append(TopicPartition(topic, p, max(reported - 1, 0)))
         consumer.assign(starts)
         ends: dict[int, int] = {}
+        stall = _Stall(topic)
         while len(ends) < partitions:
-            for message in consumer.consume(10_000, timeout=BATCH_WAIT):
+            messages = consumer.consume(10_000, timeout=BATCH_WAIT)
+            stall.check(messages, set(range(partitions)) - set(ends))
+            for message in messages:
                 error = message.error()
                 if error is not None and error.code() == KafkaError._PARTITION_EOF:
                     ends[int(message.partition() or 0)] = int(message.offset() or 0)
@@ -212,8 +215,11 @@ def last_record_offsets(
             starts = {p: max(bounds[p][1] - window, bounds[p][0]) for p in pending}
             consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
             reading = set(pending)
+            stall = _Stall(topic)
             while reading:
-                for message in consumer.consume(10_000, timeout=BATCH_WAIT):
+                messages = consumer.consume(10_000, timeout=BATCH_WAIT)
+                stall.check(messages, reading)
+                for message in messages:
                     error = message.error()
                     partition = int(message.partition() or 0)
                     if error is None:
@@ -327,6 +333,35 @@ class OffsetProbe:
 BATCH_WAIT = 0.05
 
 
+class _Stall:
+    """Gives up on a read that stopped moving: no record and no end for STALL_SECONDS.
+
+    Seen once in the broker-outage test: right after the broker came back, a
+    table recovery's read of the changelogs' ends waited for good for the
+    end-of-partition event of a partition (no error, no record). Raised as
+    BrokerUnavailable, so callers that wait for the broker ask again, with a
+    new consumer.
+    """
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.since = time.monotonic()
+
+    def check(self, messages: list[Any], waiting: set[int]) -> None:
+        now = time.monotonic()
+        if messages:
+            self.since = now
+        elif now - self.since > STALL_SECONDS:
+            raise BrokerUnavailable(
+                f"reading {self.topic}: nothing from partitions {sorted(waiting)} "
+                f"in {STALL_SECONDS:.0f}s"
+            )
+
+
+#: See `_Stall`.
+STALL_SECONDS = 30.0
+
+
 def _eof_consumer(
     bootstrap: str, isolation: str = READ_COMMITTED, extra: dict[str, Any] | None = None
 ) -> Consumer:
@@ -361,8 +396,11 @@ def read_to_end(
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         pending = set(range(partitions))
+        stall = _Stall(topic)
         while pending:
-            for message in consumer.consume(10_000, timeout=BATCH_WAIT):
+            messages = consumer.consume(10_000, timeout=BATCH_WAIT)
+            stall.check(messages, pending)
+            for message in messages:
                 error = message.error()
                 if error is None:
                     yield message
