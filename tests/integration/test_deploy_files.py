@@ -361,7 +361,12 @@ def test_the_k8s_jobs_export_with_wait_and_produce_from_a_mounted_file() -> None
             commands[argv[0]] = (job, container, argv)
     assert "--wait" in commands["export-snapshot"][2]
     job, container, argv = commands["produce-csv"]
-    assert job["spec"]["backoffLimit"] == 0, "a retry would publish the whole file again"
+    # A retry resumes from the ingestion journal (issue 15); exit 3 (published
+    # completely already) must not be retried.
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert any(r["action"] == "FailJob" and 3 in r["onExitCodes"]["values"] for r in rules), (
+        "exit 3 (already published) would be retried"
+    )
     mounts = [m["mountPath"] for m in container["volumeMounts"]]
     assert any(argv[1].startswith(m.rstrip("/") + "/") for m in mounts), (
         f"produce-csv reads {argv[1]}, which is on no mounted volume"
