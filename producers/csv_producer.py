@@ -25,7 +25,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from kafkaio.admin import ensure_topic, wait_for_broker
-from kafkaio.errors import KafkaIOError
+from kafkaio.errors import BrokerUnavailable, KafkaIOError
 from kafkaio.settings import JOURNAL_CONFIG, Settings
 from ledger import Reason, read_rows
 from ledger.messages import to_message
@@ -57,6 +57,8 @@ EXIT_REFUSED = 3
 #: A transaction the broker aborts by itself if produce-csv goes silent this
 #: long (ms): killed -9, the next run of the same input aborts it at once anyway.
 TRANSACTION_TIMEOUT_MS = 60_000
+#: Seconds produce-csv keeps asking for the journal while the broker is away.
+JOURNAL_PATIENCE = 120.0
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -218,7 +220,7 @@ class Journal:
         )
         entry = replace(entry, complete=complete)
         _call(self.producer.produce, self.topic, entry.encode(), entry.source.encode())
-        _call(self.producer.commit_transaction, 60)
+        _call(self.producer.commit_transaction, JOURNAL_PATIENCE)
         self.entry = entry
         if not complete:
             self.begin()
@@ -421,10 +423,8 @@ def _open_journal(
     producer = Producer(config)
     # Aborts whatever transaction a killed run of this input left open, and
     # fences that run if it is still alive, before the journal is read.
-    _call(producer.init_transactions, 60)
-    entries = read_journal(
-        settings.bootstrap_servers, settings.journal_topic, settings.isolation_level
-    )
+    _call(producer.init_transactions, JOURNAL_PATIENCE)
+    entries = _read_journal_patiently(settings)
     name = "-" if path == "-" else path
     decision = plan(key, name, entries, force)
     if decision.action is Action.REFUSE:
@@ -444,6 +444,25 @@ def _open_journal(
         )
     journal.begin()
     return journal
+
+
+def _read_journal_patiently(settings: Settings) -> dict[str, Entry]:
+    """The journal, asked again while the broker is away (up to JOURNAL_PATIENCE seconds).
+
+    A broker restart during start-up must not fail the run: once publishing,
+    the client rides out an outage of up to two minutes (`flush`); reading
+    the journal gets the same patience.
+    """
+    deadline = time.monotonic() + JOURNAL_PATIENCE
+    while True:
+        try:
+            return read_journal(
+                settings.bootstrap_servers, settings.journal_topic, settings.isolation_level
+            )
+        except BrokerUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _stop_journal(journal: Journal, publisher: Publisher, exc: Exception, exit_code: int) -> int:
