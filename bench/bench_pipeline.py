@@ -277,7 +277,9 @@ def one_run(
         steps = _steps(workdir, "catchup", workers)
 
         ceiling_s, ceiling_events = _ceiling(bootstrap)
-        assert ceiling_events == events
+        # Offsets count produce-csv's transaction markers too (one per
+        # partition per commit, about a second apart): a few dozen here.
+        assert events - 1_000 <= ceiling_events <= events, (ceiling_events, events)
     return Run(
         engine,
         workers,
