@@ -32,3 +32,14 @@ def test_anything_else_is_a_bug_and_keeps_exit_1() -> None:
     assert not lost_the_broker(None)
     assert not lost_the_broker(KeyError("b'7'"))
     assert not lost_the_broker(_raised_from(ValueError("bad"), KeyError("k")))
+
+
+def test_aiokafkas_fetcher_race_is_a_restart_not_a_crash() -> None:
+    # KeyError(TopicPartition) from aiokafka's fetched_records, seen once in CI.
+    from aiokafka.structs import TopicPartition
+
+    from processor.startup import fetcher_race
+
+    assert fetcher_race(KeyError(TopicPartition("transactions", 3)))
+    assert not fetcher_race(KeyError("some other key"))
+    assert not fetcher_race(None)
