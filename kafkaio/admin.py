@@ -250,30 +250,8 @@ def start_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]
         consumer.close()
 
 
-@translated
-def first_offset_from(
-    bootstrap: str, topic: str, partition: int, offset: int, isolation: str = READ_COMMITTED
-) -> int | None:
-    """The offset of the first record at or after `offset`, or None at the end."""
-    consumer = _eof_consumer(bootstrap, isolation)
-    try:
-        consumer.assign([TopicPartition(topic, partition, offset)])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for message in consumer.consume(1, timeout=1.0):
-                error = message.error()
-                if error is None:
-                    return int(message.offset() or 0)
-                if error.code() == KafkaError._PARTITION_EOF:
-                    return None
-                raise KafkaIOError(f"reading {topic}[{partition}]: {error}")
-        raise KafkaIOError(f"reading {topic}[{partition}] at {offset}: no answer in 30s")
-    finally:
-        consumer.close()
-
-
 class OffsetProbe:
-    """`first_offset_from` on one consumer kept open, for a caller that asks often.
+    """Where the next record of a partition is, on one consumer kept open (it asks often).
 
     A worker asks at every transaction marker of its input (produce-csv
     commits every second): a new consumer each time would cost a connection

@@ -29,7 +29,6 @@ from faust.types import TP
 from kafkaio.admin import (
     OffsetProbe,
     committed_offsets,
-    first_offset_from,
     partition_count,
     start_offsets,
 )
@@ -332,14 +331,7 @@ class BatchWorker:
     async def _fill_hole(self, partition: int, missing: int) -> None:
         """A record of `partition` was skipped by the consumer (see processor.sequencing)."""
         topic = self.settings.transactions_topic
-        present = await until_answered(
-            first_offset_from,
-            self.settings.bootstrap_servers,
-            topic,
-            partition,
-            missing,
-            self.settings.isolation_level,
-        )
+        present = await until_answered(self.probe.first_offset_from, topic, partition, missing)
         if present is not None and present > missing:
             # Offsets may skip (transaction markers, compaction): move on.
             log.warning("%s[%d] has no record %d; next is %d", topic, partition, missing, present)

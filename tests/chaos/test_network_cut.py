@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -36,10 +35,9 @@ import pytest
 
 from bench.workload import generate
 from embedded.ports import free_port
-from tests.chaos.test_zombies import _files, _joined, _no_crash
-from tests.helpers import run
+from tests.chaos.test_zombies import _files, _no_crash, check_then_restart_all
 from tests.netcut import NetCut, unavailable_reason
-from tests.pipeline import EXIT_RESTART, TEST_SESSION_TIMEOUT, PipelineFactory, script
+from tests.pipeline import TEST_SESSION_TIMEOUT, PipelineFactory, script
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.chaos]
 
@@ -115,28 +113,6 @@ def test_a_replica_cut_off_from_the_broker_cannot_overwrite_the_new_owners_state
             _no_crash(pipeline, f"round {i}")
             behind = next(w for w in pipeline.workers if w.pid in pipeline.links)
 
-        applied = _joined(tmp_path, "applied.csv", parts[:-1])
-        exported = pipeline.export(timeout=300)
-        assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
-        assert exported.stdout == run(applied).stdout, f"seed {seed}: snapshot differs"
-        fenced = sum(
-            log.read_text(errors="replace").count("fenced: another worker owns this partition")
-            for log in pipeline.workdir.glob("worker-*.log")
-        )
-        print(f"netcut seed {seed}: {fenced} replicas stopped because they were fenced")
-
-        # Every replica restarted: the tables come back from the changelogs alone.
-        for worker in pipeline.workers:
-            if worker.poll() is None:
-                code = pipeline.stop_worker(worker, signal.SIGTERM, timeout=60)
-                assert code in (0, EXIT_RESTART), pipeline.logs()
-        pipeline.workers.clear()
-        pipeline.start_worker(link=link)
-        pipeline.start_worker()
-        assert pipeline.produce(parts[-1]).returncode == 0
-        exported = pipeline.export(timeout=300)
-        assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
-        whole = _joined(tmp_path, "whole.csv", parts)
-        assert exported.stdout == run(whole).stdout, f"seed {seed}: snapshot after restart differs"
+        check_then_restart_all(pipeline, tmp_path, parts, f"netcut seed {seed}", link)
     finally:
         factory.close()

@@ -30,6 +30,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,26 +120,36 @@ def test_replicas_frozen_past_their_session_timeout_cannot_overwrite_the_new_own
         time.sleep(rng.uniform(0.0, 3.0))
         _no_crash(pipeline, f"round {i}")
 
+    check_then_restart_all(pipeline, tmp_path, parts, f"zombie seed {seed}")
+
+
+def check_then_restart_all(
+    pipeline: Pipeline, tmp_path: Path, parts: list[Path], what: str, link: Any = None
+) -> None:
+    """After the faults: the snapshot equals process-csv on every part but the last;
+    then every replica is restarted (the tables come back from the changelogs alone,
+    so a stale record that landed there would show), the last part is produced, and
+    the snapshot must equal process-csv on all of them. `link`: the first replica
+    starts behind it again (tests/netcut.py)."""
     applied = _joined(tmp_path, "applied.csv", parts[:-1])
     exported = pipeline.export(timeout=300)
     assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
-    assert exported.stdout == run(applied).stdout, f"seed {seed}: snapshot differs"
+    assert exported.stdout == run(applied).stdout, f"{what}: snapshot differs"
     fenced = sum(
         log.read_text(errors="replace").count("fenced: another worker owns this partition now")
         for log in pipeline.workdir.glob("worker-*.log")
     )
-    print(f"zombie seed {seed}: {fenced} replicas stopped because they were fenced")
+    print(f"{what}: {fenced} replicas stopped because they were fenced")
 
-    # Every replica restarted: the tables come back from the changelogs alone.
     for worker in pipeline.workers:
         if worker.poll() is None:
             code = pipeline.stop_worker(worker, signal.SIGTERM, timeout=60)
             assert code in (0, EXIT_RESTART), pipeline.logs()
     pipeline.workers.clear()
-    pipeline.start_worker()
+    pipeline.start_worker(link=link)
     pipeline.start_worker()
     assert pipeline.produce(parts[-1]).returncode == 0
     exported = pipeline.export(timeout=300)
     assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
     whole = _joined(tmp_path, "whole.csv", parts)
-    assert exported.stdout == run(whole).stdout, f"seed {seed}: snapshot after restart differs"
+    assert exported.stdout == run(whole).stdout, f"{what}: snapshot after restart differs"
