@@ -355,6 +355,10 @@ def _eof_consumer(
 ) -> Consumer:
     return Consumer(
         {
+            # Every reader here stops at the end: an empty fetch there must
+            # come back at once, not after the broker's 500 ms default wait
+            # (half of the time it took to read a journal of one record).
+            "fetch.wait.max.ms": 10,
             **(extra or {}),
             "bootstrap.servers": bootstrap,
             "group.id": "ledger-export",  # required by the client; nothing is committed
@@ -382,6 +386,9 @@ def read_to_end(
     """
     consumer = _eof_consumer(bootstrap, isolation)
     try:
+        # The leaders first: assigned before librdkafka knows them, a
+        # partition waits for its offset-query retry timer (500 ms, measured).
+        consumer.list_topics(topic, timeout=10)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         pending = set(range(partitions))
         stall = _Stall(topic)
