@@ -206,6 +206,7 @@ def one_run(
     workdir: Path,
     engine: str,
     baseline: Path | None = None,
+    plain_input: bool = False,
 ) -> Run:
     """One measurement; with `baseline`, workers and exporter run that checkout's code."""
     code = {} if baseline is None else {"PYTHONPATH": str(baseline)}
@@ -221,12 +222,7 @@ def one_run(
         try:
             _wait_until_ready(ports)
             t0 = time.perf_counter()
-            subprocess.run(
-                [BIN / "produce-csv", str(csv), "--no-progress", "--on-error", "silent"],
-                env=env,
-                check=True,
-                stderr=subprocess.DEVNULL,
-            )
+            _produce(csv, env, plain_input)
             produced = time.perf_counter()
             ends = end_offsets(bootstrap, TOPIC, PARTITIONS)
             events = sum(ends.values())
@@ -297,6 +293,24 @@ def one_run(
     )
 
 
+def _produce(csv: Path, env: dict[str, str], plain_input: bool) -> None:
+    """produce-csv the file; with `plain_input`, from standard input: not journaled.
+
+    A journaled publication writes in transactions (commit markers on the
+    input); standard input without --source-id is published as before the
+    journal, so the two inputs can be told apart from the two codes.
+    """
+    argv = [str(BIN / "produce-csv"), "--no-progress", "--on-error", "silent"]
+    with csv.open("rb") as stdin:
+        subprocess.run(
+            [*argv, "-"] if plain_input else [*argv, str(csv)],
+            env=env,
+            stdin=stdin if plain_input else subprocess.DEVNULL,
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
+
+
 def _steps(workdir: Path, app_id: str, workers: int) -> dict[str, float]:
     """Sum the `<step>_s=` figures of the workers' "at stop" lines."""
     total: dict[str, float] = {}
@@ -335,6 +349,12 @@ def main() -> None:
         help="a checkout of another commit (git worktree add DIR REV): its workers are "
         "measured too, interleaved, and reported as a ratio to this checkout's",
     )
+    parser.add_argument(
+        "--plain-input",
+        action="store_true",
+        help="publish from standard input (not journaled: no transactions on the input), "
+        "for every code measured; by default this checkout publishes journaled",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
@@ -354,7 +374,7 @@ def main() -> None:
             codes: list[Path | None] = [None] if args.baseline is None else [None, args.baseline]
             variants = [(e, w, c) for e in args.broker for w in args.workers for c in codes]
             for engine, workers, baseline in variants:
-                run = one_run(csv, expected, workers, workdir, engine, baseline)
+                run = one_run(csv, expected, workers, workdir, engine, baseline, args.plain_input)
                 runs.append(run)
                 print(
                     f"run {i + 1} {engine} {run.code} workers={workers}: "
