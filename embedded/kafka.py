@@ -245,6 +245,7 @@ class KafkaBroker:
         config: Mapping[str, str] | None = None,
         scram_users: Mapping[str, str] | None = None,
         extra_listeners: Mapping[str, tuple[int, str]] | None = None,
+        secure_listeners: Mapping[str, int] | None = None,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kafka-ledger-broker-"))
@@ -255,6 +256,10 @@ class KafkaBroker:
         #: name -> (port on 127.0.0.1, advertised host:port): more PLAINTEXT
         #: listeners, e.g. one reached through a relay (tests/netcut.py).
         self.extra_listeners = dict(extra_listeners or {})
+        #: SSL / SASL_SSL / SASL_PLAINTEXT -> port on 127.0.0.1: listeners of
+        #: that name and protocol, beside PLAINTEXT (which stays the
+        #: inter-broker and tooling listener); `config` sets their TLS and SASL.
+        self.secure_listeners = dict(secure_listeners or {})
         state = self._read_state()
         self.port: int = port or int(state.get("port", 0)) or free_port()
         self.controller_port: int = int(state.get("controller_port", 0)) or free_port()
@@ -284,8 +289,13 @@ class KafkaBroker:
         c = self.controller_port
         props = dict(BASE_CONFIG)
         extra = self.extra_listeners
-        bind = "".join(f",{name}://127.0.0.1:{port}" for name, (port, _) in extra.items())
-        advertised = "".join(f",{name}://{where}" for name, (_, where) in extra.items())
+        secure = {name: (port, f"127.0.0.1:{port}") for name, port in self.secure_listeners.items()}
+        bind = "".join(
+            f",{name}://127.0.0.1:{port}" for name, (port, _) in {**extra, **secure}.items()
+        )
+        advertised = "".join(
+            f",{name}://{where}" for name, (_, where) in {**extra, **secure}.items()
+        )
         protocols = "".join(f",{name}:PLAINTEXT" for name in extra)
         props.update(
             {

@@ -19,7 +19,14 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from kafkaio.errors import BrokerUnavailable, DeliveryFailed, KafkaIOError, TopicMissing
+from kafkaio.errors import (
+    AccessRefused,
+    BrokerUnavailable,
+    DeliveryFailed,
+    KafkaIOError,
+    TopicMissing,
+)
+from kafkaio.security import client_config
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,24 +81,54 @@ def translated(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def admin_client(bootstrap: str, quiet: bool = False) -> AdminClient:
-    config: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap}
+def admin_client(
+    bootstrap: str, quiet: bool = False, errors: list[KafkaError] | None = None
+) -> AdminClient:
+    """An AdminClient; `errors`, if given, collects the client's own error events."""
+    config: dict[str, Any] = client_config(bootstrap)
     if quiet:
         # librdkafka logs every refused connection (~20 lines/s) on stderr;
         # a probe reports the outcome itself.
         config["log_level"] = 0
+    if errors is not None:
+        config["error_cb"] = errors.append
     return AdminClient(config)
 
 
+#: librdkafka's codes for "the broker answered and refused us" (SASL, TLS).
+_REFUSALS = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.ILLEGAL_SASL_STATE,
+        KafkaError.UNSUPPORTED_SASL_MECHANISM,
+    }
+)
+
+
 def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
-    """Block until the broker answers a metadata request, or raise BrokerUnavailable."""
-    admin = admin_client(bootstrap, quiet=True)
+    """Block until the broker answers a metadata request.
+
+    Raises BrokerUnavailable when none answers in time, and AccessRefused at
+    once when one answers with a refusal (wrong password, unknown mechanism,
+    a certificate it does not accept): no amount of waiting fixes those.
+    """
+    errors: list[KafkaError] = []
+    admin = admin_client(bootstrap, quiet=True, errors=errors)
     deadline = time.monotonic() + timeout
     while True:
         try:
             admin.list_topics(timeout=min(2.0, timeout))
             return
         except KafkaException as exc:
+            admin.poll(0)  # error events reach error_cb only from a poll
+            refused = [e for e in errors if e.code() in _REFUSALS]
+            if refused:
+                raise AccessRefused(
+                    f"the broker at {bootstrap} refused the connection: {refused[-1].str()} "
+                    "(check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*)"
+                ) from None
             if time.monotonic() > deadline:
                 raise BrokerUnavailable(f"no broker answered at {bootstrap}: {exc}") from exc
             time.sleep(0.2)
@@ -143,7 +180,7 @@ def partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
 @translated
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The group's committed offset per partition (-1 where nothing is committed yet)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer({**client_config(bootstrap), "group.id": group})
     try:
         tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
         return {tp.partition: tp.offset for tp in tps}
@@ -360,7 +397,7 @@ def _eof_consumer(
             # (half of the time it took to read a journal of one record).
             "fetch.wait.max.ms": 10,
             **(extra or {}),
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "group.id": "ledger-export",  # required by the client; nothing is committed
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -448,7 +485,7 @@ def join_refused(bootstrap: str, group: str, topic: str, timeout: float = 5.0) -
     joined: list[bool] = []
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "group.id": group,
             "enable.auto.commit": False,
             "partition.assignment.strategy": "roundrobin",

@@ -15,6 +15,13 @@ class BrokerUnavailable(KafkaIOError):
     """No broker answered at the bootstrap address in time."""
 
 
+class AccessRefused(KafkaIOError):
+    """The broker answered, and refused us: credentials or certificates are wrong.
+
+    Not a BrokerUnavailable: waiting cannot help, the settings must change.
+    """
+
+
 class DeliveryFailed(KafkaIOError):
     """Some records were not acknowledged by the broker."""
 

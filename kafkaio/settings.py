@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from kafkaio.errors import SettingsError
+from kafkaio.security import Security
 
 ENV = {
     "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
@@ -86,13 +87,18 @@ class Settings:
     isolation_level: str = "read_committed"
     #: produce-csv's ingestion journal (producers.journal); empty: `<transactions topic>-ingest`.
     ingest_topic: str = ""
+    #: How clients authenticate and encrypt (kafkaio.security: its own KAFKA_* variables).
+    security: Security = field(default_factory=Security)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then the environment, then non-None keyword overrides (flags)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        values["security"] = Security.from_env(env)
         for f in fields(cls):
+            if f.name not in ENV:
+                continue
             raw = env.get(ENV[f.name])
             if raw is None or raw == "":
                 continue

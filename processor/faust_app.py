@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import faust
 
+from kafkaio.security import Security
 from kafkaio.settings import Settings
 from processor.agent import install
 from processor.logs import configure_rejects_log
@@ -62,6 +63,9 @@ def create_app(settings: Settings) -> faust.App:
         # so the agent rarely waits for the next one. Measured, 1 worker, 1M
         # events: time waiting for fetches 2.2 s -> 0.2 s.
         consumer_max_fetch_size=8 * 1024**2,
+        # Faust's aiokafka clients (consumer, producer, admin) authenticate
+        # and encrypt as every librdkafka client of ours (kafkaio.security).
+        broker_credentials=credentials(settings.security),
         web_port=settings.web_port or 6066,
         web_host="0.0.0.0",
     )
@@ -80,6 +84,20 @@ def create_app(settings: Settings) -> faust.App:
     # web server off they are registered but never served.
     install_web(app, worker)
     return app
+
+
+def credentials(security: Security) -> faust.types.auth.CredentialsT | None:
+    """Faust's form of kafkaio.security's settings (aiokafka takes an SSLContext)."""
+    if security.uses_sasl:
+        assert security.sasl_password is not None  # Security.validate
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=security.sasl_password.reveal(),
+            ssl_context=security.ssl_context(),  # None: SASL_PLAINTEXT
+            mechanism=security.sasl_mechanism,
+        )
+    context = security.ssl_context()
+    return faust.SSLCredentials(context) if context is not None else None
 
 
 app = create_app(Settings.from_env())

@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from kafkaio.errors import KafkaIOError
+from kafkaio.security import client_config
 
 log = logging.getLogger("ledger.worker")
 
@@ -123,7 +124,7 @@ class Writer:
     def _config(self, partition: int) -> dict[str, Any]:
         message_timeout_ms = int(self._timeout * 1000)
         return {
-            "bootstrap.servers": self._bootstrap,
+            **client_config(self._bootstrap),
             "transactional.id": transactional_id(self._app_id, partition) + self._suffix,
             "transaction.timeout.ms": max(MIN_TRANSACTION_TIMEOUT_MS, message_timeout_ms),
             "enable.idempotence": True,

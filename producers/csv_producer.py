@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from kafkaio.admin import ensure_topic, wait_for_broker
 from kafkaio.errors import BrokerUnavailable, KafkaIOError
+from kafkaio.security import client_config
 from kafkaio.settings import JOURNAL_CONFIG, Settings
 from ledger import Reason, read_rows
 from ledger.messages import to_message
@@ -64,7 +65,7 @@ JOURNAL_PATIENCE = 120.0
 
 def producer_config(settings: Settings) -> dict[str, Any]:
     return {
-        "bootstrap.servers": settings.bootstrap_servers,
+        **client_config(settings.bootstrap_servers, settings.security),
         # No loss, no duplicates from retries: idempotence implies acks=all and
         # bounded in-flight requests, so per-partition order survives retries.
         "enable.idempotence": True,
@@ -186,7 +187,10 @@ class Journal:
         #: Rows and malformed lines of earlier invocations of this run.
         self.rows_before, self.malformed_before = entry.rows, entry.malformed
         self._ends = Consumer(
-            {"bootstrap.servers": settings.bootstrap_servers, "group.id": "produce-csv"}
+            {
+                **client_config(settings.bootstrap_servers, settings.security),
+                "group.id": "produce-csv",
+            }
         )
         self.partitions = partitions
 
