@@ -43,7 +43,7 @@ import faust
 from aiokafka import errors as aiokafka_errors
 
 from kafkaio.admin import ensure_topic, partition_count, wait_for_broker
-from kafkaio.errors import BrokerUnavailable, TopicMissing
+from kafkaio.errors import AccessRefused, BrokerUnavailable, TopicMissing
 from kafkaio.settings import CHANGELOG_CONFIG, Settings
 from processor.agent import EXIT_COMMIT_FAILED
 
@@ -80,7 +80,13 @@ class BrokerWaitingWorker(faust.Worker):
     _start_error: BaseException | None = None
 
     async def on_first_start(self) -> None:
-        await wait_for_the_broker(self.app)
+        try:
+            await wait_for_the_broker(self.app)
+        except AccessRefused as exc:
+            # Wrong credentials or certificates: a restart cannot help.
+            log.critical("refusing to start: %s", exc)
+            logging.shutdown()
+            os._exit(EXIT_MISCONFIGURED)
         if self.settings is not None:
             problem = await asyncio.to_thread(layout_problem, self.settings)
             if problem is not None:

@@ -114,6 +114,12 @@ def test_a_wrong_password_is_refused_at_once_with_exit_2_and_a_clear_line(
     assert b"Authentication failed" in produced.stderr, produced.stderr
     assert WRONG.encode() not in produced.stderr
     assert b"Traceback" not in produced.stderr
+    # A worker with the wrong password does not start (and is not restarted
+    # in a loop by its supervisor as if the broker were away): exit 78.
+    worker = pipeline.start_worker()
+    assert worker.wait(timeout=120) == 78, pipeline.logs()
+    assert "refused the connection" in pipeline.logs()
+    assert WRONG not in pipeline.logs()
 
 
 def test_a_client_without_a_certificate_is_refused_by_the_mutual_tls_listener(
