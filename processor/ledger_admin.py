@@ -25,10 +25,13 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
+from kafkaio.acls import ROLES, kafka_acls_commands
+from kafkaio.acls import create as create_acls
 from kafkaio.admin import (
     GroupState,
+    admin_client,
     committed_offsets,
     copy_topic,
     end_offsets,
@@ -95,7 +98,7 @@ def _describe(group: str, state: GroupState) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Operate the ledger: `status` of the worker group, `rebuild` of all state, `ingest`."""
+    """Operate the ledger: `status`, `rebuild` of all state, `ingest` journal, role `acls`."""
 
 
 @cli.command()
@@ -127,6 +130,36 @@ def ingest(bootstrap_servers: str | None, topic: str | None) -> None:
         fields = [e.source, e.name, str(e.run), str(e.lines), str(e.rows), str(e.malformed)]
         fields += [state, e.started, e.updated, offsets or "-"]
         click.echo("\t".join(fields))
+
+
+@cli.command()
+@click.argument("role", type=click.Choice(ROLES))
+@click.option("--principal", required=True, help="Who gets the rights, e.g. User:ingest.")
+@click.option(
+    "--apply",
+    is_flag=True,
+    help="Create the ACLs on the broker (KAFKA_BOOTSTRAP_SERVERS, as a principal allowed "
+    "to alter ACLs); without it, print them as kafka-acls.sh commands.",
+)
+@click.option("--app-id", help="Overrides LEDGER_APP_ID (the worker group).")
+def acls(role: str, principal: str, apply: bool, app_id: str | None) -> None:
+    """The least-privilege ACLs of ROLE (producer, worker, exporter) for PRINCIPAL.
+
+    Names come from the settings (topics, app id), as the role's processes
+    will use them: run it with their environment.
+    """
+    try:
+        settings = Settings.from_env(app_id=app_id)
+        if apply:
+            create_acls(admin_client(settings.bootstrap_servers), role, settings, principal)
+            click.echo(f"created the {role} ACLs for {principal}")
+            return
+    except KafkaIOError as exc:
+        _fail(str(exc))
+    except KafkaException as exc:
+        _fail(f"cannot create the ACLs: {exc.args[0].str()}")
+    for line in kafka_acls_commands(role, settings, principal):
+        click.echo(line)
 
 
 @cli.command()

@@ -15,17 +15,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, Producer
 
 from bench.workload import generate
 from embedded.ports import free_port
+from kafkaio import acls
+from kafkaio.acls import ROLES
+from kafkaio.admin import admin_client, partition_count
+from kafkaio.errors import TopicMissing
+from kafkaio.security import Security
+from kafkaio.settings import Settings
 from tests.helpers import run
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, wait_until
 from tests.tls import Pki, broker_config, make_pki
 
 pytestmark = [pytest.mark.kafka]
 
 PASSWORD = "s3cret-Sc4m-pa55word"
 WRONG = "not-the-password"
+SECURITY_VARS = (
+    "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CA_LOCATION", "KAFKA_SSL_CERTIFICATE_LOCATION",
+    "KAFKA_SSL_KEY_LOCATION",
+)  # fmt: skip
 
 
 class SecureKafka:
@@ -35,32 +47,66 @@ class SecureKafka:
         self.tls = f"127.0.0.1:{tls_port}"
 
 
+#: SCRAM users: one with every role, and one per role for the least-privilege test.
+USERS = {"ledger": PASSWORD, **{role: f"{role}-{PASSWORD}" for role in ROLES}}
+
+
 @pytest.fixture
 def secure_kafka(own_kafka: Callable[..., Any], tmp_path: Path) -> SecureKafka:
     pki = make_pki(tmp_path / "pki")
     sasl_port, tls_port = free_port(), free_port()
     broker = own_kafka(
-        scram_users={"ledger": PASSWORD},
+        scram_users=USERS,
         secure_listeners={"SASL_SSL": sasl_port, "SSL": tls_port},
-        config=broker_config(pki),
+        config={
+            **broker_config(pki),
+            # ACLs on, nothing allowed without one. PLAINTEXT (inter-broker,
+            # controller, and this test's own set-up) is the super user.
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": "User:ANONYMOUS",
+        },
     )
     return SecureKafka(broker, pki, sasl_port, tls_port)
 
 
-def _pipeline(tmp_path: Path, bootstrap: str, env: dict[str, str], name: str) -> Pipeline:
+def _pipeline(
+    secure: SecureKafka, tmp_path: Path, bootstrap: str, env: dict[str, str], name: str,
+    grant_all_to: str | None = None,
+) -> Pipeline:  # fmt: skip
     workdir = tmp_path / name
     workdir.mkdir()
     pipeline = Pipeline(bootstrap, workdir, name, partitions=4, engine="kafka")
     pipeline.extra_env.update(env)
+    if grant_all_to is not None:
+        for role in ROLES:
+            _grant(secure, pipeline, role, grant_all_to)
     return pipeline
 
 
-def _sasl_env(secure: SecureKafka, password: str = PASSWORD) -> dict[str, str]:
+def _grant(secure: SecureKafka, pipeline: Pipeline, role: str, principal: str) -> None:
+    """The role's ACLs (kafkaio.acls, as deploy/README.md lists them), as the super user."""
+    # The pipeline's names (topics, app id); the super user's connection.
+    env = {k: v for k, v in pipeline.env.items() if k not in SECURITY_VARS}
+    settings = Settings.from_env(env)
+    acls.create(admin_client(secure.broker.bootstrap), role, settings, principal)
+
+
+def _exists(secure: SecureKafka, topic: str) -> bool:
+    try:
+        return partition_count(secure.broker.bootstrap, topic, timeout=0) > 0
+    except TopicMissing:
+        return False
+
+
+def _sasl_env(
+    secure: SecureKafka, user: str = "ledger", password: str | None = None
+) -> dict[str, str]:
     return {
         "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "KAFKA_SASL_USERNAME": "ledger",
-        "KAFKA_SASL_PASSWORD": password,
+        "KAFKA_SASL_USERNAME": user,
+        "KAFKA_SASL_PASSWORD": USERS[user] if password is None else password,
         "KAFKA_SSL_CA_LOCATION": str(secure.pki.ca),
     }
 
@@ -82,7 +128,9 @@ def _end_to_end(pipeline: Pipeline, tmp_path: Path) -> None:
 def test_the_pipeline_runs_end_to_end_over_sasl_ssl_with_scram_and_never_shows_the_password(
     secure_kafka: SecureKafka, tmp_path: Path
 ) -> None:
-    pipeline = _pipeline(tmp_path, secure_kafka.sasl, _sasl_env(secure_kafka), "sasl")
+    pipeline = _pipeline(
+        secure_kafka, tmp_path, secure_kafka.sasl, _sasl_env(secure_kafka), "sasl", "User:ledger"
+    )
     _end_to_end(pipeline, tmp_path)
     # Nothing any process wrote shows the password: worker logs, tools' stderr.
     written = b"".join(p.read_bytes() for p in pipeline.workdir.rglob("*") if p.is_file())
@@ -99,13 +147,16 @@ def test_the_pipeline_runs_end_to_end_over_mutual_tls(
         "KAFKA_SSL_CERTIFICATE_LOCATION": str(cert),
         "KAFKA_SSL_KEY_LOCATION": str(key),
     }
-    _end_to_end(_pipeline(tmp_path, secure_kafka.tls, env, "mtls"), tmp_path)
+    principal = "User:CN=ledger-worker"  # Kafka's default: the certificate's whole DN
+    pipeline = _pipeline(secure_kafka, tmp_path, secure_kafka.tls, env, "mtls", principal)
+    _end_to_end(pipeline, tmp_path)
 
 
 def test_a_wrong_password_is_refused_at_once_with_exit_2_and_a_clear_line(
     secure_kafka: SecureKafka, tmp_path: Path
 ) -> None:
-    pipeline = _pipeline(tmp_path, secure_kafka.sasl, _sasl_env(secure_kafka, WRONG), "wrong")
+    env = _sasl_env(secure_kafka, password=WRONG)
+    pipeline = _pipeline(secure_kafka, tmp_path, secure_kafka.sasl, env, "wrong")
     csv = tmp_path / "few.csv"
     csv.write_text("type,client,tx,amount\ndeposit,1,1,1.0\n")
     produced = pipeline.produce(csv)
@@ -126,7 +177,7 @@ def test_a_client_without_a_certificate_is_refused_by_the_mutual_tls_listener(
     secure_kafka: SecureKafka, tmp_path: Path
 ) -> None:
     env = {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CA_LOCATION": str(secure_kafka.pki.ca)}
-    pipeline = _pipeline(tmp_path, secure_kafka.tls, env, "nocert")
+    pipeline = _pipeline(secure_kafka, tmp_path, secure_kafka.tls, env, "nocert")
     csv = tmp_path / "few.csv"
     csv.write_text("type,client,tx,amount\ndeposit,1,1,1.0\n")
     # TLS 1.3 refuses a missing certificate after the handshake, so the
@@ -139,3 +190,44 @@ def test_a_client_without_a_certificate_is_refused_by_the_mutual_tls_listener(
     listed = pipeline.run("ledger-admin", "status", timeout=120)
     assert listed.returncode == 2, listed.stderr
     assert b"Traceback" not in listed.stderr
+
+
+def test_each_role_runs_the_pipeline_under_exactly_its_acls_and_no_more(
+    secure_kafka: SecureKafka, tmp_path: Path
+) -> None:
+    pipeline = _pipeline(secure_kafka, tmp_path, secure_kafka.sasl, {}, "roles")
+    for role in ROLES:
+        _grant(secure_kafka, pipeline, role, f"User:{role}")
+    csv = tmp_path / "roles.csv"
+    csv.write_text("".join(generate(5_000, 200, seed=15, dirty=True)))
+    try:
+        pipeline.extra_env.update(_sasl_env(secure_kafka, "worker"))
+        pipeline.start_worker()
+        # The workers create the ledger's topics; the producer may not.
+        topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
+        wait_until(lambda: _exists(secure_kafka, topic), 60, f"the worker to create {topic}")
+        pipeline.extra_env.update(_sasl_env(secure_kafka, "producer"))
+        produced = pipeline.produce(csv)
+        assert produced.returncode == 0, produced.stderr
+        pipeline.extra_env.update(_sasl_env(secure_kafka, "exporter"))
+        exported = pipeline.export(timeout=180)
+        assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
+        assert exported.stdout == run(csv).stdout
+
+        # The producer's principal can publish rows, not balances.
+        changelog = f"ledger-{pipeline.name}-accounts-changelog"
+        producer = Producer(
+            {**Security.from_env(_sasl_env(secure_kafka, "producer")).librdkafka(),
+             "bootstrap.servers": secure_kafka.sasl, "message.timeout.ms": 10_000}
+        )  # fmt: skip
+        failures: list[Any] = []
+        producer.produce(changelog, b"forged", b"1", on_delivery=lambda e, _m: failures.append(e))
+        producer.flush(30)
+        assert failures and failures[0] is not None
+        assert failures[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, failures
+        # ... and the exporter's can read balances, not write them.
+        pipeline.extra_env.update(_sasl_env(secure_kafka, "exporter"))
+        again = pipeline.produce(csv, "--force")
+        assert again.returncode == 2, again.stderr
+    finally:
+        pipeline.close()

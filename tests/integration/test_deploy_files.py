@@ -450,3 +450,22 @@ def test_the_dockerignore_keeps_what_pip_install_needs() -> None:
         hits = [p for p in patterns if fnmatch.fnmatch(path, p)]
         assert not hits, f".dockerignore drops {path}, which the build needs ({hits})"
     assert ".git" in patterns and ".venv" in patterns
+
+
+def test_deploy_readme_lists_exactly_the_acls_the_code_grants_each_role() -> None:
+    # The security test runs the pipeline under kafkaio.acls' grants; the
+    # operator reads deploy/README.md: they must be the same list.
+    from kafkaio.acls import ROLES, grants
+    from kafkaio.settings import Settings
+
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    listed = {
+        line for line in readme.splitlines() if line.startswith(tuple(f"| {r} |" for r in ROLES))
+    }
+    expected = {
+        f"| {role} | {g.resource.lower().replace('_', ' ')} | `{g.name}` | {g.pattern.lower()} | "
+        f"{', '.join(o.title() for o in g.operations)} |"
+        for role in ROLES
+        for g in grants(role, Settings())
+    }
+    assert listed == expected
