@@ -27,6 +27,7 @@ ENV = {
     "request_timeout": "LEDGER_REQUEST_TIMEOUT",
     "batch_size": "LEDGER_BATCH_SIZE",
     "web_port": "LEDGER_WEB_PORT",
+    "web_bind": "LEDGER_WEB_BIND",
     "log_level": "LEDGER_LOG_LEVEL",
     "rejects_log_level": "LEDGER_REJECTS_LOG_LEVEL",
     "fault_slow_recovery": "LEDGER_FAULT_SLOW_RECOVERY",
@@ -66,6 +67,10 @@ class Settings:
     #: Most events a worker applies between two commits.
     batch_size: int = 50_000
     web_port: int = 6066
+    #: The address the worker's web server listens on. Loopback unless told:
+    #: /metrics and /readyz say what the ledger holds and does. The container
+    #: images set 0.0.0.0 (probes and scrapes reach the pod's address).
+    web_bind: str = "127.0.0.1"
     log_level: str = "warning"
     #: Level of the `ledger.rejects` log (processor.logs); empty: `log_level`.
     rejects_log_level: str = ""

@@ -17,7 +17,7 @@ from processor.recovery import TrueEndRecovery
 from processor.stampede_patch import install as shield_stampede_waiters
 from processor.startup import BrokerWaitingWorker
 from processor.transport import ReadCommittedConsumerThread
-from processor.web import install_web
+from processor.web import install_web, no_tracebacks
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -67,7 +67,17 @@ def create_app(settings: Settings) -> faust.App:
         # and encrypt as every librdkafka client of ours (kafkaio.security).
         broker_credentials=credentials(settings.security),
         web_port=settings.web_port or 6066,
-        web_host="0.0.0.0",
+        web_bind=settings.web_bind,
+        # Only our endpoints (processor.web). Faust's built-ins would show
+        # table contents (/table), route requests to other replicas
+        # (/router), and expose internals (/graph, /stats, /performance).
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        # An error inside a view answers a bare 500, never a traceback page.
+        web_application_options={"middlewares": [no_tracebacks]},
     )
     if settings.web_port == 0:
         # LEDGER_WEB_PORT=0: no web server, so several workers fit on one host.

@@ -11,10 +11,12 @@ table recovery and `/readyz` says why the worker is not ready yet.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
+from aiohttp import web as aiohttp_web
 from faust.types import TP
 from faust.web import Request, Response, View
 
@@ -23,6 +25,24 @@ from processor.agent import BatchWorker
 from processor.health import readiness
 from processor.metrics import CONTENT_TYPE
 from processor.patience import until_answered
+
+log = logging.getLogger("ledger.web")
+
+
+@aiohttp_web.middleware
+async def no_tracebacks(
+    request: aiohttp_web.Request,
+    handler: Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]],
+) -> aiohttp_web.StreamResponse:
+    """Any error inside a view: logged here, answered with a bare 500 (no traceback, no detail)."""
+    try:
+        return await handler(request)
+    except aiohttp_web.HTTPException:
+        raise  # 404s and the like: aiohttp's own short answers
+    except Exception:
+        # %r: the path is the client's, and must not forge log lines.
+        log.exception("GET %r failed", request.path[:200])
+        return aiohttp_web.json_response({"error": "internal error"}, status=500)
 
 
 def install_web(app: faust.App, worker: BatchWorker) -> None:

@@ -152,11 +152,11 @@ class Pipeline:
     def _spawn(self, web_port: int | None = None, link: Any = None) -> subprocess.Popen[bytes]:
         n = next(self._counter)
         log = open(self.workdir / f"worker-{n}.log", "wb")  # noqa: SIM115
-        env, web = self.env, []
+        env = self.env
         if web_port is not None:
             env["LEDGER_WEB_PORT"] = str(web_port)
-            web = ["--web-bind", "127.0.0.1"]  # the image binds 0.0.0.0; tests stay local
-        argv = [script("faust"), "-A", "processor", "worker", "-l", "warn", *web]
+        # The web server binds 127.0.0.1 (LEDGER_WEB_BIND's default).
+        argv = [script("faust"), "-A", "processor", "worker", "-l", "warn"]
         if link is not None:
             env["KAFKA_BOOTSTRAP_SERVERS"] = link.bootstrap
             argv = link.command(argv)

@@ -224,3 +224,36 @@ def test_each_rejected_row_and_dead_letter_gives_one_key_value_line_quiet_by_def
     assert "client=5 tx=77" in rejected
     assert _line(log, "dead_lettered", topic, *poison_again), log
     assert deposit[1] < refused[1]
+
+
+def _non_loopback_address() -> str | None:
+    """An address of this host other than 127.0.0.0/8, if it has one."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent (UDP connect)
+            address = str(probe.getsockname()[0])
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def test_the_web_server_listens_on_loopback_only_and_serves_none_of_fausts_built_in_pages(
+    pipeline: Pipeline,
+) -> None:  # issue 14: web surface
+    worker = pipeline.start_worker(web=True)
+    wait_for(pipeline.web_url(worker, "/readyz"), 200)
+    # Faust's /table (table contents), /router (forwarding), /graph, /stats:
+    # not served. Unknown paths get aiohttp's short 404, no traceback.
+    for path in ("/table/", "/table/accounts/", "/router/", "/graph/", "/stats/", "/nope"):
+        code, body = get(pipeline.web_url(worker, path))
+        assert code == 404, (path, code, body[:200])
+        assert b"Traceback" not in body
+    # LEDGER_WEB_BIND defaults to 127.0.0.1: not reachable on another address.
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this host has no non-loopback address to try the bind from")
+    port = pipeline.web_ports[worker.pid]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://{address}:{port}/livez", timeout=5)
