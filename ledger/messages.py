@@ -7,7 +7,10 @@ so no float ever carries money between processes:
 
 `amount` is present only for deposits and withdrawals; `line` is the source
 CSV line, kept for reports. Decoding bytes is the adapter's job; this module
-checks what decoding produced.
+checks what decoding produced, and (`strict_value`) the few things decoding
+hides: a JSON parser keeps the last of duplicate keys and any unknown
+field, so `{"amount": 1, "amount": 900000}` or a misspelt `"ammount"` would
+otherwise be applied as something its writer did not mean.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from ledger.model import AMOUNT_KINDS, TxKind
 from ledger.parsing import MAX_CLIENT, MAX_TX, Row
 
 _KINDS = {kind.value: kind for kind in TxKind}
+#: Every field a message may have (`to_message` writes no other).
+FIELDS = frozenset({"type", "client", "tx", "amount", "line"})
+#: Characters of a bad value shown in a detail: details go into DLQ headers
+#: and log lines, which must stay small whatever the value was.
+SHOWN = 40
+_QUOTE = ord('"')
 
 
 def to_message(kind: TxKind, client: int, tx: int, amount: int, line: int) -> dict[str, Any]:
@@ -54,13 +63,39 @@ def row_from_message(message: object) -> Row:
     return _checked_row(message)
 
 
+def strict_value(raw: bytes, message: dict[str, Any]) -> None:
+    """Refuse what a decoded, valid-looking message hides; raise MalformedRow.
+
+    Called on a value `row_from_message` accepted: its keys are then known
+    names and its only string is the type's name, so the raw text of a
+    message with k distinct keys holds exactly 2k + 2 quote characters (no
+    escapes are possible in it). A duplicated key adds quotes that the
+    decoded object does not have.
+    """
+    unknown = message.keys() - FIELDS
+    if unknown:
+        shown = sorted(_show(name) for name in unknown)[:3]
+        raise MalformedRow(f"unknown field(s) {', '.join(shown)}")
+    line = message.get("line")
+    if line is not None and type(line) is not int:
+        raise MalformedRow(f"line must be an integer, got {_show(line)}")
+    if raw.count(_QUOTE) != 2 * len(message) + 2:
+        raise MalformedRow("duplicate field names")
+
+
+def _show(value: object) -> str:
+    """A bounded, escaped rendering of a bad value (repr escapes control characters)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
+
+
 def _checked_row(message: object) -> Row:
     if not isinstance(message, dict):
         raise MalformedRow("value is not a JSON object")
     name = message.get("type")
     kind = _KINDS.get(name) if isinstance(name, str) else None
     if kind is None:
-        raise MalformedRow(f"unknown type {name!r}")
+        raise MalformedRow(f"unknown type {_show(name)}")
     client = _bounded(message, "client", 0, MAX_CLIENT)
     tx = _bounded(message, "tx", 0, MAX_TX)
     amount = _bounded(message, "amount", 1, MAX_UNITS) if kind in AMOUNT_KINDS else 0
@@ -72,5 +107,5 @@ def _bounded(message: dict[Any, Any], field: str, low: int, high: int) -> int:
     # `type(...) is int` on purpose: bools are ints to isinstance, and a float
     # amount (1.5) must be refused, not truncated.
     if type(value) is not int or not low <= value <= high:
-        raise MalformedRow(f"{field} must be an integer in {low}..{high}, got {value!r}")
+        raise MalformedRow(f"{field} must be an integer in {low}..{high}, got {_show(value)}")
     return value

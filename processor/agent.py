@@ -34,7 +34,7 @@ from kafkaio.admin import (
 )
 from kafkaio.settings import Settings
 from ledger.keys import Placement
-from processor.batch import Outcome, Record, apply_batch
+from processor.batch import TOO_LARGE, Outcome, Record, apply_batch
 from processor.metrics import WorkerMetrics
 from processor.patience import until_answered
 from processor.recovery import TrueEndRecovery
@@ -499,11 +499,11 @@ class BatchWorker:
                 ("detail", detail.encode()),
                 ("source", orjson.dumps(_source(record))),
             ]
-            # The value goes on unchanged, so a fixed consumer can replay it.
+            # The value goes on unchanged, so a fixed consumer can replay it;
+            # one too large to copy safely is left at its source (the header).
+            kept = None if reason == TOO_LARGE else record.value
             p = record.partition
-            out.append(
-                Outgoing(p, dlq_topic, record.key, record.value, p if p < dlq_n else -1, headers)
-            )
+            out.append(Outgoing(p, dlq_topic, record.key, kept, p if p < dlq_n else -1, headers))
         self.writer.send_each(out)
 
     def _side_partitions(self) -> tuple[int, int]:

@@ -35,6 +35,12 @@ POISON: dict[str, bytes | None] = {
     "a string amount": b'{"type": "deposit", "client": 1, "tx": 96, "amount": "1.5"}',
     "a boolean client": b'{"type": "deposit", "client": true, "tx": 97, "amount": 5}',
     "an empty value": None,
+    # Hidden by a JSON decoder (last key wins, unknown fields dropped): issue 14.
+    "a duplicated amount": b'{"type":"deposit","client":1,"tx":98,"amount":5,"amount":900000000}',
+    "an unknown field": b'{"type":"deposit","client":1,"tx":99,"amount":5,"ammount":5}',
+    "a line that forges log lines": (
+        b'{"type":"deposit","client":1,"tx":100,"amount":5,"line":"3\nts=x level=info forged"}'
+    ),
 }
 
 
@@ -136,3 +142,44 @@ def _deposit_of(client: int, tx: int, units: int) -> bytes:
     return orjson.dumps(
         {"type": "deposit", "client": client, "tx": tx, "amount": units, "line": tx}
     )
+
+
+def test_a_huge_value_is_dead_lettered_without_its_copy_and_the_worker_goes_on(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:  # issue 14: hostile input
+    topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
+    ensure_topic(pipeline.bootstrap, topic, pipeline.partitions)
+    producer = pipeline.producer()
+    # 600 KB in one field: copied whole into a DLQ record with a detail that
+    # quoted it, it made a ~1.2 MB record the broker refused, and the worker
+    # stopped on it at every restart. And a bad value of 3 KB, quoted in the
+    # detail of an ordinary malformed message.
+    huge = b'{"type":"deposit","client":1,"tx":7,"amount":"' + b"9" * 600_000 + b'"}'
+    wordy = b'{"type":"deposit","client":1,"tx":8,"amount":"' + b"\n" * 1_500 + b'"}'
+    producer.produce(topic, key=b"1", value=_deposit(1, 10_000))
+    producer.produce(topic, key=b"1", value=huge)
+    producer.produce(topic, key=b"1", value=wordy)
+    producer.produce(topic, key=b"1", value=_deposit(2, 20_000))
+    assert producer.flush(30) == 0
+
+    pipeline.start_worker()
+    exported = pipeline.export()
+    assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
+    assert exported.stdout == run_text(tmp_path, "deposit,1,1,1.0\ndeposit,1,2,2.0\n")
+
+    too_large, malformed = _read(pipeline, pipeline.env["LEDGER_DLQ_TOPIC"])
+    headers = dict(too_large.headers() or [])
+    assert headers["reason"] == b"too_large"
+    assert too_large.value() is None  # left at its source:
+    assert orjson.loads(headers["source"])["topic"] == topic
+    headers = dict(malformed.headers() or [])
+    assert headers["reason"] == b"malformed"
+    assert len(headers["detail"]) < 300, headers["detail"]
+    assert malformed.value() == wordy  # small enough to copy: unchanged
+    assert "\n\n" not in pipeline.logs()  # the detail's newlines are escaped in the log
+
+
+def run_text(tmp_path: Path, rows: str) -> bytes:
+    csv = tmp_path / "expected.csv"
+    csv.write_text("type,client,tx,amount\n" + rows)
+    return run(csv).stdout

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
+import orjson
 import pytest
 
 from ledger.errors import MalformedRow
-from ledger.messages import _checked_row, row_from_message, to_message
+from ledger.messages import _checked_row, row_from_message, strict_value, to_message
 from ledger.model import TxKind
 
 _FIELD_VALUES: list[Any] = [
@@ -65,3 +67,41 @@ def test_the_fast_check_gives_the_strict_checks_answer_and_wording(seed: int) ->
         assert _outcome(row_from_message, message) == _outcome(_checked_row, message), message
     for odd in ([], "deposit", 5, None):
         assert _outcome(row_from_message, odd) == _outcome(_checked_row, odd)
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b'{"type":"deposit","client":1,"tx":2,"amount":3,"amount":4}', "duplicate field"),
+        (b'{"type":"deposit","type":"deposit","client":1,"tx":2,"amount":3}', "duplicate field"),
+        (b'{"type":"deposit","client":1,"tx":2,"amount":3,"x":0}', "unknown field(s) 'x'"),
+        (b'{"type":"deposit","client":1,"tx":2,"amount":3,"line":"7"}', "line must be"),
+        (b'{"type":"deposit","client":1,"tx":2,"amount":3,"line":[7]}', "line must be"),
+    ],
+)
+def test_what_a_json_decoder_hides_is_refused(raw: bytes, says: str) -> None:  # issue 14
+    message = orjson.loads(raw)
+    row_from_message(message)  # valid-looking once decoded
+    with pytest.raises(MalformedRow, match=re.escape(says)):
+        strict_value(raw, message)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        orjson.dumps(to_message(TxKind.DEPOSIT, 1, 2, 3, 4)),
+        orjson.dumps(to_message(TxKind.DISPUTE, 1, 2, 0, 4)),
+        b'{ "type" : "withdrawal", "client" : 1, "tx" : 2, "amount" : 3 }',
+    ],
+)
+def test_well_formed_messages_pass_the_strict_check(raw: bytes) -> None:
+    strict_value(raw, orjson.loads(raw))
+
+
+def test_a_detail_never_quotes_more_than_a_few_dozen_characters_of_a_value() -> None:
+    with pytest.raises(MalformedRow) as refused:
+        row_from_message({"type": "deposit", "client": 1, "tx": 2, "amount": "9" * 100_000})
+    assert len(refused.value.detail) < 100
+    with pytest.raises(MalformedRow) as refused:
+        row_from_message({"type": "x\n" * 1000, "client": 1, "tx": 2})
+    assert len(refused.value.detail) < 100 and "\n" not in refused.value.detail
