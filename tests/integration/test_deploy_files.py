@@ -469,3 +469,46 @@ def test_deploy_readme_lists_exactly_the_acls_the_code_grants_each_role() -> Non
         for g in grants(role, Settings())
     }
     assert listed == expected
+
+
+def test_every_k8s_pod_runs_unprivileged_without_a_service_account_token() -> None:
+    # issue 14: deploy hardening
+    workloads = of_kind("Deployment") + of_kind("Job")
+    assert len(workloads) == 4
+    for doc in workloads:
+        where = doc["__file__"]
+        pod = doc["spec"]["template"]["spec"]
+        assert pod.get("automountServiceAccountToken") is False, where
+        assert pod["securityContext"]["runAsNonRoot"] is True, where
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for container in containers(doc):
+            context = container.get("securityContext", {})
+            assert context.get("allowPrivilegeEscalation") is False, (where, container["name"])
+            assert context.get("readOnlyRootFilesystem") is True, (where, container["name"])
+            assert context.get("capabilities") == {"drop": ["ALL"]}, (where, container["name"])
+
+
+def test_a_network_policy_covers_every_ledger_pod_and_lets_in_only_the_web_port() -> None:
+    policies = of_kind("NetworkPolicy")
+    covered = set()
+    for policy in policies:
+        spec = policy["spec"]
+        assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
+        ports = {p["port"] for rule in spec.get("ingress", []) for p in rule.get("ports", [])}
+        assert ports <= {6066}, policy["metadata"]["name"]
+        selector = spec["podSelector"]
+        for doc in of_kind("Deployment") + of_kind("Job"):
+            labels = doc["spec"]["template"]["metadata"]["labels"]
+            wanted = selector.get("matchLabels", {})
+            exprs = selector.get("matchExpressions", [])
+            if all(labels.get(k) == v for k, v in wanted.items()) and all(
+                labels.get(e["key"]) in e["values"] for e in exprs
+            ):
+                covered.add(doc["metadata"]["name"])
+    assert covered == {d["metadata"]["name"] for d in of_kind("Deployment") + of_kind("Job")}
+
+
+def test_compose_publishes_ports_on_the_host_loopback_only() -> None:
+    for name, service in compose_services().items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
