@@ -7,13 +7,24 @@ CSV    ?= examples/transactions.csv
 # tansu (embedded, in memory) or kafka (Apache Kafka from Maven Central jars, cached outside the clone)
 BROKER ?= tansu
 
-.PHONY: install kafka-jars test test-fast lint demo bench bench-pipeline bench-latency bench-ingest profile-worker chaos chaos-broker chaos-zombies chaos-netcut chaos-ingest clean
+.PHONY: install lock kafka-jars test test-fast lint demo bench bench-pipeline bench-latency bench-ingest profile-worker chaos chaos-broker chaos-zombies chaos-netcut chaos-ingest clean
 
-$(STAMP): pyproject.toml
+# Exact versions with hashes (requirements.lock), then the project itself.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+## rebuild requirements.lock and deploy/requirements.lock from the versions in .venv (with uv)
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^uv==' > $(VENV)/constraints.txt
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra dev --generate-hashes --no-header \
+	  --constraint $(VENV)/constraints.txt --python-version 3.11 -q -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --no-header \
+	  --constraint $(VENV)/constraints.txt --python-version 3.11 -q -o deploy/requirements.lock
 
 install: $(STAMP)
 

