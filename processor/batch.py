@@ -173,9 +173,13 @@ def apply_partition(
             message = orjson.loads(value)
             kind, client, tx, amount = row_from_message(message)
             # What decoding hides (duplicate or unknown fields, a line that
-            # is not a number): ledger.messages.strict_value says why these
-            # counts decide it, and words the refusal. Inline: it runs for
-            # every event (~0.4 us here, against ~5 us for the rest).
+            # is not a number) is decided by ledger.messages.strict_value,
+            # exact and slow; this cheap test calls it only when it may
+            # matter. It passes a value only if its fields are all known and
+            # present once (another field, or a repeated one, changes the
+            # count of fields or of quote characters: only the type's value
+            # is a string in a well-formed message) and its line an integer.
+            # Inline: it runs for every event (~0.4 us here, of ~5 us).
             line = message.get("line")
             fields = 3 + ("amount" in message) + (line is not None)
             if (
