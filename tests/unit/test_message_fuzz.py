@@ -69,7 +69,9 @@ def reference_is_valid(raw: bytes) -> bool:
         return False
     message: dict[str, Any] = dict(pairs)
     line = message.get("line")
-    if line is not None and type(line) is not int:
+    # An integer as the worker's decoder (orjson) holds one: past 64 bits it
+    # decodes a float, and the line is then not an integer.
+    if line is not None and (type(line) is not int or not -(2**63) <= line < 2**64):
         return False
     try:
         row_from_message(message)
