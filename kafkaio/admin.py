@@ -275,6 +275,50 @@ def last_record_offsets(
 
 
 @translated
+def latest_value(
+    bootstrap: str, topic: str, partition: int, key: bytes, isolation: str = READ_COMMITTED
+) -> bytes | None:
+    """The value of the last committed record of `partition` with `key`, or None if none.
+
+    Read backwards in widening windows from the end, so a key written near
+    the end (a worker's position record closes each of its transactions)
+    costs one small read.
+    """
+    consumer = _eof_consumer(bootstrap, isolation)
+    try:
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=10, cached=False
+        )
+        upper, window = int(high), 64
+        while upper > low:
+            start = max(upper - window, int(low))
+            consumer.assign([TopicPartition(topic, partition, start)])
+            found: bytes | None = None
+            stall = _Stall(topic)
+            reading = True
+            while reading:
+                messages = consumer.consume(10_000, timeout=BATCH_WAIT)
+                stall.check(messages, {partition})
+                for message in messages:
+                    error = message.error()
+                    if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                        reading = False
+                    elif error is not None:
+                        raise KafkaIOError(f"reading {topic}: {error}")
+                    elif int(message.offset() or 0) >= upper:
+                        reading = False
+                    elif message.key() == key:
+                        found = message.value()
+            consumer.unassign()
+            if found is not None:
+                return found
+            upper, window = start, window * 16
+        return None
+    finally:
+        consumer.close()
+
+
+@translated
 def start_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     """The first offset still in each partition (the log start, 0 until retention)."""
     consumer = _eof_consumer(bootstrap)

@@ -29,6 +29,7 @@ from faust.types import TP
 from kafkaio.admin import (
     OffsetProbe,
     committed_offsets,
+    latest_value,
     partition_count,
     start_offsets,
 )
@@ -173,6 +174,17 @@ class BatchWorker:
                     "with `ledger-admin rebuild` (docs/operations.md).",
                     s.transactions_topic, p, starts[p], position, position, starts[p] - 1,
                 )  # fmt: skip
+            if committed.get(p, -1) > position and await self._stale(p, committed[p]):
+                # This copy of the state was read before another replica
+                # applied more (this process was paused, or lost the partition
+                # in the meantime: seen in the zombie test, a replica frozen
+                # between its recovery and here). Not a disagreement: start
+                # over, and recover the state as it is now.
+                _stop(
+                    "%s[%d]: the state read here (position %d) is older than the changelog's "
+                    "(another replica applied up to %d meanwhile); restarting to recover it",
+                    s.transactions_topic, p, position, committed[p],
+                )  # fmt: skip
             if committed.get(p, -1) > position:
                 _refuse(
                     "group %r committed offset %d of %s[%d], but the state (changelog "
@@ -192,6 +204,19 @@ class BatchWorker:
         # position (they may be behind by a batch, or gone entirely).
         behind = {p: o for p, o in positions.items() if committed.get(p, -1) != o}
         await self._commit_offsets(behind)
+
+    async def _stale(self, partition: int, committed: int) -> bool:
+        """Whether the changelog's own latest position for `partition` reaches `committed`."""
+        s = self.settings
+        raw = await until_answered(
+            latest_value,
+            s.bootstrap_servers,
+            s.changelog_topic("accounts"),
+            partition,
+            position_key(partition),
+            s.isolation_level,
+        )
+        return raw is not None and decode_position(raw) >= committed
 
     async def on_revoked(self, tps: set[TP]) -> None:
         mine = {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}

@@ -156,3 +156,26 @@ def test_a_log_start_past_the_state_position_stops_the_worker_with_exit_65_never
     unchanged = pipeline.run("export-snapshot")
     assert unchanged.returncode == 0, unchanged.stderr
     assert unchanged.stdout == run(first).stdout
+
+
+def test_the_latest_value_of_a_key_is_read_from_the_end_past_other_keys_and_aborted_writes(
+    pipeline: Pipeline,
+) -> None:  # what a worker checks before calling a state stale (processor.agent `_stale`)
+    from confluent_kafka import Producer
+
+    from kafkaio.admin import ensure_topic, latest_value
+
+    topic = f"latest-{pipeline.name}"
+    ensure_topic(pipeline.bootstrap, topic, 1)
+    assert latest_value(pipeline.bootstrap, topic, 0, b"k") is None  # empty
+    producer = Producer({"bootstrap.servers": pipeline.bootstrap})
+    producer.produce(topic, b"1", b"k")
+    for n in range(300):  # more than the first window (64) of other keys after it
+        producer.produce(topic, b"x", f"other-{n}".encode())
+    producer.flush(30)
+    assert latest_value(pipeline.bootstrap, topic, 0, b"k") == b"1"
+    producer.produce(topic, b"2", b"k")
+    producer.produce(topic, b"y", b"other")
+    producer.flush(30)
+    assert latest_value(pipeline.bootstrap, topic, 0, b"k") == b"2"
+    assert latest_value(pipeline.bootstrap, topic, 0, b"absent") is None
