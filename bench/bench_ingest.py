@@ -40,7 +40,8 @@ PARTITIONS = 8
 
 
 def produce(csv: Path, env: dict[str, str], topic: str, interval: float | None) -> float:
-    argv = [str(BIN / "produce-csv"), "--no-progress", "--on-error", "silent", "--topic", topic]
+    argv = [str(BIN / "produce-csv"), "--no-progress", "--on-error", "silent", "--create-topic"]
+    argv += ["--topic", topic]
     argv += ["-"] if interval is None else [str(csv), "--commit-interval", str(interval)]
     started = time.perf_counter()
     with csv.open("rb") as stdin:

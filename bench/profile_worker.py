@@ -78,7 +78,15 @@ def main() -> None:
             wait_for_broker(bootstrap)
             env = worker_env(bootstrap, "ledger")
             subprocess.run(
-                [BIN / "produce-csv", str(csv), "--no-progress", "--on-error", "silent"],
+                [
+                    BIN / "produce-csv",
+                    str(csv),
+                    "--no-progress",
+                    "--on-error",
+                    "silent",
+                    # No worker has run yet to create it.
+                    "--create-topic",
+                ],
                 env=env,
                 check=True,
                 stderr=subprocess.DEVNULL,

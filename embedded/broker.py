@@ -26,6 +26,7 @@ import click
 from embedded.kafka import KAFKA_VERSION, KafkaBroker, fetch_jars, unavailable_reason
 from embedded.ports import free_port, spawn_broker
 from kafkaio.errors import BrokerUnavailable
+from runner.console import run_console_script
 
 ENGINES = ("tansu", "kafka")
 
@@ -213,4 +214,4 @@ def _exit(message: str, code: int) -> None:
 
 
 def main() -> None:
-    cli(prog_name="local-broker")
+    run_console_script(cli, "local-broker")

@@ -23,7 +23,7 @@ import click
 from embedded.broker import ENGINES, client_env, running_broker
 from kafkaio.admin import wait_for_broker
 from kafkaio.errors import KafkaIOError
-from runner.console import Interrupted, signals_ignored, signals_raise
+from runner.console import Interrupted, run_console_script, signals_ignored, signals_raise
 
 BIN = Path(sys.executable).parent
 WORKERS = 2
@@ -103,7 +103,8 @@ def _workdir() -> Iterator[Path]:
 def _run(stack: Stack, csv: Path, timeout: float) -> bytes:
     for n in range(WORKERS):
         stack.start_worker(n)
-    produced = stack.run("produce-csv", str(csv.resolve()))
+    # The workers create the topic as they start, maybe not yet: this is the same layout.
+    produced = stack.run("produce-csv", str(csv.resolve()), "--create-topic")
     if produced.returncode != 0:
         raise click.ClickException(f"produce-csv exited {produced.returncode}")
     _say("waiting for the workers to apply everything")
@@ -161,4 +162,4 @@ def cli(csv: Path, timeout: float, engine: str) -> None:
 
 
 def main() -> None:
-    cli(prog_name="ledger-demo")
+    run_console_script(cli, "ledger-demo")

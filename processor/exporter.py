@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,8 +32,11 @@ from kafkaio.settings import Settings
 from ledger import Account, render_csv
 from ledger.snapshot import render_jsonl
 from processor.state import Stored, decode_account, decode_position, is_position_key
+from runner.console import run_console_script
 
 EXIT_TIMEOUT = 3
+#: Of a snapshot written with --output: balances are for its owner alone.
+SNAPSHOT_MODE = 0o600
 
 
 class WaitTimeout(KafkaIOError):
@@ -51,10 +55,7 @@ def load_accounts(settings: Settings) -> tuple[dict[int, Account], dict[int, int
     """
     topic = settings.changelog_topic("accounts")
     accounts: dict[int, Account] = {}
-    try:
-        partitions = partition_count(settings.bootstrap_servers, topic, timeout=2)
-    except TopicMissing:
-        return accounts, {}  # no worker ever wrote: no accounts yet
+    partitions = changelog_partitions(settings)
     positions: dict[int, int] = {}
     entries: list[tuple[int, int, Stored | None]] = []  # (partition, client, entry)
     isolation = settings.isolation_level
@@ -83,6 +84,25 @@ def load_accounts(settings: Settings) -> tuple[dict[int, Account], dict[int, int
         if client not in accounts and before is not None:
             accounts[client] = before
     return accounts, positions
+
+
+def changelog_partitions(settings: Settings) -> int:
+    """The accounts changelog's partition count; a missing changelog is an error.
+
+    Every worker creates its app id's changelogs when it starts
+    (processor.startup), so a missing one means an app id that names no
+    deployment (a typo) or one no worker ever ran for. Read as "no accounts",
+    it printed an empty snapshot and exit 0, which passes for a ledger with
+    nothing in it.
+    """
+    topic = settings.changelog_topic("accounts")
+    try:
+        return partition_count(settings.bootstrap_servers, topic, timeout=2)
+    except TopicMissing:
+        raise TopicMissing(
+            f"no topic {topic!r}: is LEDGER_APP_ID (or --app-id) right? "
+            f"The workers of app id {settings.app_id!r} create it when they start"
+        ) from None
 
 
 def wait_for_lag_zero(settings: Settings, timeout: float) -> dict[int, int]:
@@ -154,6 +174,13 @@ def wait_for_state(settings: Settings, timeout: float) -> tuple[dict[int, Accoun
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write here (atomically: a temp file renamed into place) instead of stdout.",
 )
+@click.option(
+    "--mode",
+    callback=lambda _ctx, _param, value: octal_mode(value),
+    metavar="OCTAL",
+    help=f"Permissions of the --output file (default {SNAPSHOT_MODE:04o}: its owner only), "
+    "e.g. 0640.",
+)
 def cli(
     wait: bool,
     timeout: float,
@@ -161,11 +188,16 @@ def cli(
     app_id: str | None,
     fmt: str,
     output: Path | None,
+    mode: int | None,
 ) -> None:
     """Print the accounts table, sorted by client (CSV by default)."""
+    if mode is not None and output is None:
+        raise click.UsageError("--mode is for the file of --output; stdout has no mode")
     try:
         settings = Settings.from_env(bootstrap_servers=bootstrap_servers, app_id=app_id)
         topic = settings.transactions_topic
+        # Before any waiting: a wrong app id would otherwise wait out --timeout.
+        changelog_partitions(settings)
         if wait:
             accounts, as_of = wait_for_state(settings, timeout)
         else:
@@ -183,21 +215,50 @@ def cli(
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        write_atomically(output, text)
+        write_atomically(output, text, SNAPSHOT_MODE if mode is None else mode)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the whole new one, never a part (same-directory rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def octal_mode(value: str | None) -> int | None:
+    """`0640` or `640` as permission bits; click.BadParameter (exit 2) for anything else."""
+    if value is None:
+        return None
     try:
-        with open(tmp, "w", encoding="ascii", newline="") as out:
+        mode = int(value, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise click.BadParameter(f"{value!r} is not an octal file mode such as 0600 or 0640")
+    return mode
+
+
+def write_atomically(path: Path, text: str, mode: int = SNAPSHOT_MODE) -> None:
+    """Readers see the old file or the whole new one, never a part (same-directory rename).
+
+    The temp file's name is random and it is created exclusively (mkstemp:
+    O_CREAT|O_EXCL, no symlink followed): with a name anyone could predict,
+    a symlink planted there redirected the snapshot into the file it
+    pointed at, and the rename then put the symlink in place of the target.
+    Its mode is set before the first balance is written.
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with open(fd, "w", encoding="ascii", newline="") as out:
+            os.fchmod(fd, mode)  # exactly `mode`: the umask applies only at creation
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+    # The rename itself is durable only once the directory is on disk.
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def main() -> None:
-    cli(prog_name="export-snapshot")
+    run_console_script(cli, "export-snapshot")

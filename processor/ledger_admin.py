@@ -47,6 +47,7 @@ from kafkaio.settings import CHANGELOG_CONFIG, Settings
 from processor.state import encode_position, position_key
 from producers.csv_producer import producer_config
 from producers.journal import read_journal
+from runner.console import run_console_script
 
 #: Exit code of `rebuild` while the worker group still has members: stop the workers first.
 EXIT_WORKERS_RUNNING = 4
@@ -321,4 +322,4 @@ def write_positions(settings: Settings, changelog: str, starts: dict[int, int]) 
 
 
 def main() -> None:
-    cli(prog_name="ledger-admin")
+    run_console_script(cli, "ledger-admin")

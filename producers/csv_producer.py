@@ -25,8 +25,8 @@ import click
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from kafkaio.admin import ensure_topic, wait_for_broker
-from kafkaio.errors import BrokerUnavailable, KafkaIOError
+from kafkaio.admin import ensure_topic, partition_count, wait_for_broker
+from kafkaio.errors import BrokerUnavailable, KafkaIOError, TopicMissing
 from kafkaio.security import client_config
 from kafkaio.settings import JOURNAL_CONFIG, Settings
 from ledger import Reason, read_rows
@@ -34,6 +34,7 @@ from ledger.messages import to_message
 from producers.journal import (
     Action,
     Entry,
+    argument_text,
     file_key,
     plan,
     read_journal,
@@ -49,6 +50,7 @@ from runner.console import (
     ErrorPolicy,
     RowReporter,
     buffered_stderr,
+    run_console_script,
     signals_raise,
 )
 from runner.inputs import InputError, open_input
@@ -263,7 +265,15 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
 )
 @click.option("--bootstrap-servers", help="Overrides KAFKA_BOOTSTRAP_SERVERS.")
 @click.option("--topic", help="Overrides LEDGER_TRANSACTIONS_TOPIC.")
-@click.option("--partitions", type=int, help="Used if the topic is created (LEDGER_PARTITIONS).")
+@click.option(
+    "--create-topic",
+    is_flag=True,
+    help="Create the topic if it does not exist (the workers create it when they start); "
+    "without this flag a missing topic is an error (exit 2).",
+)
+@click.option(
+    "--partitions", type=int, help="Of the topic --create-topic creates (LEDGER_PARTITIONS)."
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
 @click.option(
     "--force",
@@ -289,6 +299,7 @@ def cli(
     on_error: str,
     bootstrap_servers: str | None,
     topic: str | None,
+    create_topic: bool,
     partitions: int | None,
     progress: bool | None,
     force: bool,
@@ -307,12 +318,7 @@ def cli(
         # coordinator (0.5 s measured): under way while the topics are checked.
         # Not before the broker answers: exiting waits for this thread.
         fencing = None if key is None else _start_fencing(settings, key)
-        count = ensure_topic(
-            settings.bootstrap_servers,
-            settings.transactions_topic,
-            settings.partitions,
-            settings.replication_factor,
-        )
+        count = input_topic(settings, create_topic, err)
         if key is not None:
             ensure_topic(
                 settings.bootstrap_servers,
@@ -398,6 +404,32 @@ def cli(
     sys.exit(exit_code)
 
 
+def input_topic(settings: Settings, create: bool, err: Any) -> int:
+    """The input topic's partition count; created only when asked (`--create-topic`).
+
+    Creating whatever topic was named turned a typo (`--topic trasnactions`)
+    into a new topic holding the whole file, which no worker reads, and an
+    exit 0. The journal topic is another matter: it is produce-csv's own,
+    and created without asking.
+    """
+    topic = settings.transactions_topic
+    try:
+        # No wait for a topic that is not there when it is to be created anyway.
+        return partition_count(settings.bootstrap_servers, topic, timeout=0 if create else 2)
+    except TopicMissing:
+        if not create:
+            raise TopicMissing(
+                f"no topic {topic!r}: is LEDGER_TRANSACTIONS_TOPIC (or --topic) right? The "
+                "workers create it when they start; --create-topic creates it here"
+            ) from None
+    count = ensure_topic(
+        settings.bootstrap_servers, topic, settings.partitions, settings.replication_factor
+    )
+    err.write(f"produce-csv: created topic {topic!r} with {count} partitions\n")
+    err.flush()
+    return count
+
+
 def _journal_key(path: str, source_id: str | None, err: Any) -> str | None:
     if path == "-":
         if source_id is None:
@@ -455,7 +487,7 @@ def _open_journal(
     # fences that run if it is still alive, before the journal is read.
     producer = fencing.wait()
     entries = _read_journal_patiently(settings)
-    name = "-" if path == "-" else path
+    name = "-" if path == "-" else argument_text(path)
     decision = plan(key, name, entries, force)
     if decision.action is Action.REFUSE:
         err.write(f"produce-csv: {decision.message}\n")
@@ -510,4 +542,4 @@ def _stop_journal(journal: Journal, publisher: Publisher, exc: Exception, exit_c
 
 
 def main() -> None:
-    cli(prog_name="produce-csv")
+    run_console_script(cli, "produce-csv")

@@ -34,6 +34,7 @@ decision (`plan`) is a pure function with unit tests.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -57,7 +58,18 @@ def file_key(path: Path) -> str:
 
 
 def source_key(source_id: str) -> str:
-    return SOURCE_PREFIX + source_id
+    return SOURCE_PREFIX + argument_text(source_id)
+
+
+def argument_text(arg: str) -> str:
+    """A path or id from the command line as the text the journal stores (JSON: UTF-8).
+
+    Python holds the bytes of an argument it cannot decode (any non-ASCII
+    byte under LC_ALL=C with PYTHONUTF8=0, or a name that is not UTF-8) as
+    lone surrogates, which JSON cannot carry. Their UTF-8 reading, the rest
+    escaped, is the same text whatever the locale of the run.
+    """
+    return os.fsencode(arg).decode("utf-8", "backslashreplace")
 
 
 def transactional_id(topic: str, key: str) -> str:

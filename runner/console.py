@@ -2,20 +2,26 @@
 the closing summary, exit codes and signals.
 
 Decide-skip-or-stop lives here, once: `RowReporter.malformed` either reports
-and lets the caller skip the row, or raises `Aborted`.
+and lets the caller skip the row, or raises `Aborted`. How a command ends
+when its surroundings fail it (a full disk, an encoding the output cannot
+take, memory running out) is decided here too, once: `run_console_script`,
+which every console script's `main()` calls.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from enum import StrEnum
 from types import FrameType
-from typing import IO
+from typing import IO, NoReturn
+
+import click
 
 from ledger import Reason
 
@@ -94,7 +100,73 @@ def buffered_stderr() -> IO[str]:
     """
     if sys.stderr is not sys.__stderr__ or sys.stderr is None:
         return sys.stderr
-    return open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False)
+    # backslashreplace, as Python's own stderr: a report quoting a character
+    # the locale cannot encode (a non-ASCII row under LC_ALL=C with
+    # PYTHONUTF8=0) is written escaped instead of stopping the run.
+    return open(
+        sys.stderr.fileno(), "w", buffering=1 << 16, errors="backslashreplace", closefd=False
+    )
+
+
+def run_console_script(command: click.Command, prog_name: str) -> NoReturn:
+    """Run a console script's command; failures of its surroundings end in exit 2.
+
+    Each command maps its own errors to its exit codes (1 aborted, 2 usage
+    or I/O error, 3 refused, ...). What can stop any of them at any line is
+    decided here instead: output that cannot be written (a full disk, an
+    encoding the output's locale lacks) and memory running out. Uncaught,
+    each ended in a traceback and exit 1, which reads as "aborted"; a write
+    failing only in the flush at interpreter exit even ended in exit 120.
+    """
+    code: int | str | None = EXIT_OK
+    failure: str | None = None
+    try:
+        try:
+            command.main(prog_name=prog_name)  # standalone mode: ends in SystemExit
+        except SystemExit as exc:
+            code = exc.code
+        # Here rather than at interpreter exit, where a failure is only
+        # "Exception ignored" and exit 120.
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except MemoryError:
+        failure = "out of memory"
+    except OSError as exc:
+        failure = f"I/O error: {exc.strerror or exc}"
+        if exc.filename is not None:
+            failure += f": {os.fsdecode(exc.filename)!r}"
+    except UnicodeEncodeError as exc:
+        failure = (
+            f"cannot encode {exc.object[exc.start : exc.end]!a} as {exc.encoding}: "
+            "use a UTF-8 locale (LC_ALL=C.UTF-8) or PYTHONIOENCODING=utf-8"
+        )
+    if failure is None:
+        sys.exit(code)
+    # Out of the except clauses: the traceback is gone, and with it the
+    # frames it held, for MemoryError the tables that filled memory.
+    _unblock(sys.stdout)
+    with contextlib.suppress(OSError, ValueError, MemoryError):
+        sys.stderr.write(f"{prog_name}: {failure}\n")
+    _unblock(sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+def _unblock(stream: IO[str] | None) -> None:
+    """A stream whose pending output cannot be written is pointed at /dev/null.
+
+    Python flushes it again at exit; failing there, it would print
+    "Exception ignored ..." after our one line and exit 120 instead of 2.
+    """
+    if stream is None:
+        return
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from runner.console import (
     RowReporter,
     buffered_stderr,
     gc_paused,
+    run_console_script,
     signals_ignored,
     signals_raise,
 )
@@ -92,4 +93,4 @@ def write_all(stream: IO[str], text: str) -> None:
 
 
 def main() -> None:
-    cli(prog_name="process-csv")
+    run_console_script(cli, "process-csv")

@@ -96,8 +96,16 @@ class Pipeline:
             }
         )
 
+    def create_topics(self) -> None:
+        """The topics a worker creates as it starts (processor.startup), with no worker."""
+        from kafkaio.settings import Settings
+        from processor.startup import create_topics
+
+        create_topics(Settings.from_env(self.env))
+
     def produce(self, csv: Path, *args: str) -> Result:
-        return self._run("produce-csv", str(csv), "--no-progress", *args)
+        # Tests publish before a worker (which creates the topic) has started, or just as it starts.
+        return self._run("produce-csv", str(csv), "--no-progress", "--create-topic", *args)
 
     def export(self, *args: str, timeout: float = 180) -> Result:
         """`export-snapshot --wait`, while restarting workers that exit for a restart."""

@@ -79,7 +79,7 @@ def _workload(tmp_path: Path, rows: int, seed: int) -> Path:
 
 def _start_producer(pipeline: Pipeline, csv: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [script("produce-csv"), str(csv), "--no-progress"],
+        [script("produce-csv"), str(csv), "--no-progress", "--create-topic"],
         env=pipeline.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

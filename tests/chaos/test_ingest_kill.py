@@ -52,7 +52,8 @@ def test_produce_csv_killed_at_random_moments_and_rerun_publishes_every_row_once
     csv.write_text("".join(generate(ROWS, max(ROWS // 50, 50), seed, dirty=True)))
     pipeline.start_worker()
     interval = rng.choice(["0.05", "0.3", "1"])
-    argv = [script("produce-csv"), str(csv), "--no-progress", "--commit-interval", interval]
+    argv = [script("produce-csv"), str(csv), "--no-progress", "--create-topic"]
+    argv += ["--commit-interval", interval]
     kills, resumed = 0, 0
     for attempt in range(100):
         # Into a file, not a pipe: this test does not read while it waits to

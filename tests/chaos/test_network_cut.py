@@ -91,7 +91,7 @@ def test_a_replica_cut_off_from_the_broker_cannot_overwrite_the_new_owners_state
         pipeline.start_worker()
         for i, part in enumerate(parts[:-1]):
             producer = subprocess.Popen(
-                [script("produce-csv"), str(part), "--no-progress"],
+                [script("produce-csv"), str(part), "--no-progress", "--create-topic"],
                 env=pipeline.env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

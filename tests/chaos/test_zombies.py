@@ -100,7 +100,7 @@ def test_replicas_frozen_past_their_session_timeout_cannot_overwrite_the_new_own
     pipeline.start_worker()
     for i, part in enumerate(parts[:-1]):
         producer = subprocess.Popen(
-            [script("produce-csv"), str(part), "--no-progress"],
+            [script("produce-csv"), str(part), "--no-progress", "--create-topic"],
             env=pipeline.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

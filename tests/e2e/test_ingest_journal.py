@@ -31,7 +31,7 @@ def _published(pipeline: Pipeline) -> int:
 
 def _stdin(pipeline: Pipeline, data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [script("produce-csv"), "-", "--no-progress", *args],
+        [script("produce-csv"), "-", "--no-progress", "--create-topic", *args],
         input=data,
         env=pipeline.env,
         capture_output=True,

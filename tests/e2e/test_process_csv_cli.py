@@ -7,9 +7,12 @@ Most tests run the real console script in a subprocess; the ones named
 from __future__ import annotations
 
 import gc
+import os
+import resource
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -168,6 +171,84 @@ def test_a_bad_command_line_exits_2_without_a_traceback(args: list[str]) -> None
     assert result.stdout == b""
     assert b"Usage:" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+# --- a hostile environment: full disk, a locale without UTF-8, memory running out ---------
+
+
+def test_a_full_disk_on_stdout_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [process_csv_path(), str(_write(tmp_path, CLEAN))],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == ["process-csv: I/O error: No space left on device"]
+
+
+def _ascii_locale() -> dict[str, str]:
+    """A C locale that Python does not coerce to UTF-8 (PYTHONUTF8=0): stdio is ASCII."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIO"))}
+    return {**env, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+
+
+def test_under_an_ascii_locale_a_non_ascii_row_is_reported_escaped_and_the_run_completes(
+    tmp_path: Path,
+) -> None:
+    data = "type,client,tx,amount\ndeposit,1,1,2.5\ndeposit,1,2,\u20ac3\n".encode()
+    done = subprocess.run(
+        [process_csv_path(), str(_write(tmp_path, data))],
+        env=_ascii_locale(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout == SNAPSHOT_HEADER + b"1,2.5000,0.0000,2.5000,false\n"
+    lines = done.stderr.splitlines()
+    assert lines[0] == b"line 3: malformed: bad amount '\\u20ac3'"
+    assert lines[1].startswith(SUMMARY_PREFIX)
+
+
+def _address_space_limit(megabytes: int) -> Callable[[], None]:
+    def limit() -> None:  # runs in the child, before it executes process-csv
+        size = megabytes << 20
+        resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+    return limit
+
+
+def test_running_out_of_memory_exits_2_with_one_line_and_no_snapshot(tmp_path: Path) -> None:
+    # Deposits stay in memory (a dispute may name any of them): 600k distinct
+    # ones need well over 100 MiB, where starting takes about 20.
+    deposits = "".join(f"deposit,{n % 65_536},{n},1.5\n" for n in range(600_000))
+    big = _write(tmp_path, ("type,client,tx,amount\n" + deposits).encode(), "big.csv")
+    limited = _address_space_limit(96)
+    small = subprocess.run(
+        [process_csv_path(), str(_write(tmp_path, CLEAN))],
+        preexec_fn=limited,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert small.returncode == 0, "the limit must leave room to start and run a small input"
+
+    done = subprocess.run(
+        [process_csv_path(), str(big)],
+        preexec_fn=limited,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert done.stdout == b""
+    assert done.stderr.decode().splitlines() == ["process-csv: out of memory"]
 
 
 # --- signals ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 from producers.journal import (
     Action,
     Entry,
+    argument_text,
     file_key,
     plan,
     source_key,
@@ -91,3 +92,17 @@ def test_transactional_ids_are_valid_for_any_source_id() -> None:
     assert tid.startswith("ingest-transactions-")
     assert " " not in tid and "/" not in tid
     assert tid != transactional_id("transactions", source_key("nightly batch / 2026-11-28"))
+
+
+def test_a_name_read_under_an_ascii_locale_is_stored_as_a_utf8_locale_would_store_it() -> None:
+    # What Python makes of the bytes of "dép.csv" under LC_ALL=C with PYTHONUTF8=0.
+    ascii_locale = "d\udcc3\udca9p.csv"
+    entry = Entry(source=source_key(ascii_locale), name=argument_text(ascii_locale), run=1)
+
+    assert entry.name == "d\u00e9p.csv"
+    assert entry.source == "source:d\u00e9p.csv"
+    assert Entry.decode(entry.encode()) == entry
+
+
+def test_a_name_that_is_not_utf8_is_stored_escaped() -> None:
+    assert argument_text("\udcff.csv") == "\\xff.csv"
