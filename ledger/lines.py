@@ -18,7 +18,7 @@ byte-order mark and on over-long lines:
   the line, however long (a 200 MB line, /dev/zero).
 
 The common case pays one check per chunk, not per line: `_short_lines` hops
-through the chunk ~4 KB at a time (about 0.15% of process-csv's instructions);
+through the chunk ~4 KB at a time (0.15-0.4% of process-csv's instructions);
 only a chunk with a line over the limit (or of exactly the limit before a
 `\\r\\n`) is cut line by line, with every length checked.
 """
@@ -40,7 +40,7 @@ class OverLong(NamedTuple):
     """An over-long line (R23), in place of its bytes, which are never held whole.
 
     A NamedTuple, not a dataclass: importing `dataclasses` and building one
-    would add ~2 ms to every process-csv start.
+    would add ~1 ms to every process-csv start.
     """
 
     #: Its bytes, line ending not counted.
@@ -147,9 +147,9 @@ def content_length(line: bytes) -> int:
 
 
 def _short_lines(buf: bytes) -> bool:
-    """True if no line of `buf`, nor its unfinished end, is over MAX_LINE bytes, `\r` and all.
+    """True if no line of `buf`, nor its unfinished end, is over MAX_LINE bytes, `\\r` and all.
 
-    Hops from line start to line start by the last `\n` within MAX_LINE
+    Hops from line start to line start by the last `\\n` within MAX_LINE
     bytes: one `rfind` per ~4 KB, and it finds a long line, it does not guess.
     """
     rfind = buf.rfind
