@@ -1,6 +1,7 @@
 """End-to-end benchmark of `process-csv` against the plain reference loop.
 
     python -m bench.bench_process_csv [--rows 1000000 --clients 5000 --runs 5 --seed 1]
+    python -m bench.bench_process_csv --baseline /tmp/base   # also that checkout's code, same runs
 
 Generates the seeded workload (and its dirty variant) once under bench/out/,
 then runs every command as a subprocess, interleaved run by run, with stdout
@@ -11,6 +12,9 @@ of one workload must be byte-identical, or the benchmark fails.
 The working tree may be edited while this runs, so by default ledger/ and
 runner/ are copied once at the start and `process-csv` imports that copy
 (PYTHONPATH comes before the editable install); `--live` measures the tree as it is.
+`--baseline DIR` adds process-csv running DIR's code (a `git worktree` of the
+commit to compare with), interleaved with the rest, and prints this code's
+rows/s over the baseline's, run by run.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ class Variant:
     argv: list[str]
     seconds: list[float] = field(default_factory=list)
     rss_kib: list[int] = field(default_factory=list)
+    #: The child's user + system CPU seconds: less shaken than wall time by other load.
+    cpu: list[float] = field(default_factory=list)
+    #: The children's environment when not the run's (the baseline's code).
+    env: dict[str, str] | None = None
 
 
 @dataclass
@@ -60,13 +68,21 @@ def process_csv_path() -> str:
     return found
 
 
-def variants(data: Path) -> list[Variant]:
+SILENT, SKIP = "process-csv --on-error silent", "process-csv (default: skip)"
+BASELINE = " [baseline]"
+
+
+def variants(data: Path, baseline: Path | None) -> list[Variant]:
     tool = process_csv_path()
-    return [
-        Variant("process-csv --on-error silent", [tool, "--on-error", "silent", str(data)]),
-        Variant("process-csv (default: skip)", [tool, str(data)]),
+    ours = [
+        Variant(SILENT, [tool, "--on-error", "silent", str(data)]),
+        Variant(SKIP, [tool, str(data)]),
         Variant(REFERENCE, [sys.executable, "-m", "bench.reference_loop", str(data)]),
     ]
+    if baseline is None:
+        return ours
+    env = {**os.environ, "PYTHONPATH": str(baseline)}
+    return ours + [Variant(v.name + BASELINE, v.argv, env=env) for v in ours if v.name != REFERENCE]
 
 
 def pin_code(work: Path) -> dict[str, str]:
@@ -78,8 +94,8 @@ def pin_code(work: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(pinned)}
 
 
-def run_once(argv: list[str], stdout: Path, env: dict[str, str] | None) -> tuple[float, int]:
-    """Run argv to completion; return (wall seconds, peak RSS in KiB) of that child.
+def run_once(argv: list[str], stdout: Path, env: dict[str, str] | None) -> tuple[float, int, float]:
+    """Run argv to completion; return (wall seconds, peak RSS in KiB, CPU seconds) of that child.
 
     stderr goes to /dev/null: the default policy still formats and writes every report.
     """
@@ -94,13 +110,19 @@ def run_once(argv: list[str], stdout: Path, env: dict[str, str] | None) -> tuple
         again = subprocess.run(argv, capture_output=True, cwd=ROOT, env=env, check=False)
         tail = "\n".join(again.stderr.decode(errors="replace").splitlines()[-5:])
         sys.exit(f"{' '.join(argv)} exited with {code}; stderr of a re-run:\n{tail}")
-    return seconds, usage.ru_maxrss  # Linux: kilobytes
+    return seconds, usage.ru_maxrss, usage.ru_utime + usage.ru_stime  # Linux: kilobytes
 
 
 def measure(
-    workload: str, data: Path, rows: int, runs: int, work: Path, env: dict[str, str] | None
+    workload: str,
+    data: Path,
+    rows: int,
+    runs: int,
+    work: Path,
+    env: dict[str, str] | None,
+    baseline: Path | None,
 ) -> Result:
-    todo = variants(data)
+    todo = variants(data, baseline)
     reference_output: bytes | None = None
     result = Result(workload, rows, todo, identical=True)
     for run in range(runs):
@@ -108,7 +130,8 @@ def measure(
         for index in range(len(todo)):
             variant = todo[(index + run) % len(todo)]
             stdout = work / f"{workload}-{todo.index(variant)}-{run}.csv"
-            seconds, rss = run_once(variant.argv, stdout, env)
+            seconds, rss, cpu = run_once(variant.argv, stdout, variant.env or env)
+            variant.cpu.append(cpu)
             variant.seconds.append(seconds)
             variant.rss_kib.append(rss)
             output = stdout.read_bytes()
@@ -161,6 +184,13 @@ def code_under_test() -> str:
     return f"- code: commit {head}; ledger/ and runner/ {state}"
 
 
+def baseline_commit(checkout: Path) -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, cwd=checkout, check=False
+    )
+    return f"commit {done.stdout.decode().strip() or 'unknown'}"
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
@@ -185,6 +215,29 @@ def table(results: list[Result]) -> list[str]:
                 f"| {result.workload} | {variant.name} | {rate:,.0f} ({slow:,.0f}-{fast:,.0f}) "
                 f"| {wall:.2f} | {rss / 1024:.1f} | {rate / ref_rate:.2f}x | {rss / ref_rss:.2f}x |"
             )
+    return lines
+
+
+def versus_baseline(results: list[Result]) -> list[str]:
+    """This code's rows/s over the baseline's: the median of the ratios of the same run."""
+    lines = [
+        "| workload | command | rows/s this / baseline: by wall time | by CPU time |",
+        "|---|---|---:|---:|",
+    ]
+
+    def ratio(this: list[float], base: list[float]) -> str:
+        ratios = [b / t for t, b in zip(this, base, strict=True)]
+        return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+
+    for result in results:
+        by_name = {v.name: v for v in result.variants}
+        for name in (SILENT, SKIP):
+            this, base = by_name[name], by_name[name + BASELINE]
+            lines.append(
+                f"| {result.workload} | {name} | {ratio(this.seconds, base.seconds)} "
+                f"| {ratio(this.cpu, base.cpu)} |"
+            )
+    lines.append("\n(medians of the same-run ratios, min-max in brackets)")
     return lines
 
 
@@ -217,6 +270,11 @@ def main() -> None:
     parser.add_argument(
         "--live", action="store_true", help="import ledger/ and runner/ from the tree, not a copy"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout (git worktree) whose code to run too, interleaved, for a same-run ratio",
+    )
     args = parser.parse_args()
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -232,7 +290,7 @@ def main() -> None:
             with open(data, "w", newline="") as handle:
                 handle.writelines(generate(args.rows, args.clients, args.seed, dirty=dirty))
             print(f"{name} workload: {data.stat().st_size / 2**20:.1f} MiB", file=sys.stderr)
-            results.append(measure(name, data, args.rows, args.runs, work, env))
+            results.append(measure(name, data, args.rows, args.runs, work, env, args.baseline))
     load_after = load()
     if args.live and code_under_test() != code_before:
         print("warning: ledger/ or runner/ changed while the benchmark ran", file=sys.stderr)
@@ -246,6 +304,9 @@ def main() -> None:
     print(f"- load average (1/5/15 min): {load_before} before, {load_after} after")
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n")
     print("\n".join(table(results)) + "\n")
+    if args.baseline is not None:
+        print(f"Against the baseline ({args.baseline}, {baseline_commit(args.baseline)}):\n")
+        print("\n".join(versus_baseline(results)) + "\n")
     for result in results:
         same = "byte-identical" if result.identical else f"DIFFERENT: {result.mismatch}"
         print(f"- {result.workload} outputs: {same}")

@@ -15,6 +15,9 @@ kept equal to the readable path this way:
   (below) and serves every row the strict parser returns. The hot loop repeats
   its deposit and withdrawal branches inline (nine rows in ten), statement for
   statement; disputes, resolves and chargebacks always go through `_contest`.
+- Lines: both cut them with `ledger.lines.split_lines` (R1, R22, R23); an
+  over-long line arrives as an `OverLong` block of its own, so the loop
+  checks for one per block, never per line.
 - tests/unit/test_fused.py runs this and `read_rows` + `Ledger.apply` on
   random and edge-case workloads, whole and in chunks of every size, and on
   the golden fixtures, and requires identical snapshots and reports.
@@ -27,10 +30,11 @@ undisputed, minus the amount while disputed, 0 once charged back (amounts are
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Protocol
 
 from ledger.amounts import MAX_UNITS
+from ledger.lines import OverLong, split_lines
 from ledger.model import DEPOSIT, DISPUTE, RESOLVE, WITHDRAWAL, Account, Reason, TxKind
 from ledger.parsing import _rows, is_header
 from ledger.rules import in_range
@@ -62,27 +66,8 @@ class RowSink(Protocol):
     def rejected(self, line: int, reason: Reason, client: int, tx: int) -> None: ...
 
 
-def split_lines(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
-    """Cut a byte stream, in chunks of any size, into lists of lines without their `\\n`.
-
-    Lines end at `\\n` only (a bare `\\r` is whitespace, R1), as when a binary
-    file is iterated: together the lists hold every physical line, in order,
-    and an input ending in `\\n` has no empty line after it.
-    """
-    tail = b""
-    for chunk in chunks:
-        if not chunk:
-            continue
-        lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
-        tail = lines.pop()
-        if lines:
-            yield lines
-    if tail:
-        yield [tail]
-
-
 def apply_csv(chunks: Iterable[bytes], sink: RowSink) -> dict[int, Account]:
-    """Apply every row of a CSV byte stream (R1-R19); return the accounts by client.
+    """Apply every row of a CSV byte stream (R1-R23); return the accounts by client.
 
     Reports go to `sink` as `read_rows` + `Ledger.apply` would send them;
     `sink.applied` grows by the rows applied, also when `sink` raises to stop.
@@ -103,6 +88,11 @@ def apply_csv(chunks: Iterable[bytes], sink: RowSink) -> dict[int, Account]:
     header_pending = True
     try:
         for lines in split_lines(chunks):
+            if isinstance(lines, OverLong):  # R23: one over-long line, its bytes long gone
+                number += 1
+                header_pending = False  # it is not blank: R2's first line, and not the header
+                malformed(number, lines.detail)
+                continue
             if header_pending:  # R2: look for the first non-blank line
                 for index, line in enumerate(lines):
                     if line.strip():

@@ -1,9 +1,10 @@
-"""CSV input rules R1-R7: bytes in, well-formed rows or a reason they are malformed.
+"""CSV input rules R1-R7, R22, R23: bytes in, well-formed rows or a reason they are malformed.
 
 Fields are checked as bytes: `bytes.isdigit` accepts only ASCII 0-9, so no
 unicode digit, sign, `_` or inner space slips into `int()`.
 
-`read_rows` is the one parser; `parse_row` runs it on a single line. The
+`read_rows` is the one parser; `parse_row` runs it on a single line. Lines
+are cut by `ledger.lines` (the byte-order mark, over-long lines). The
 per-line checks are written flat inside the loop because this runs once per
 input row and, on CPython, a helper call costs about as much as a field check.
 """
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from ledger.amounts import digits_value, parse_amount
 from ledger.errors import MalformedRow
+from ledger.lines import MAX_LINE, Line, Lines, OverLong, content_length
 from ledger.model import DEPOSIT, WITHDRAWAL, TxKind
 
 MAX_CLIENT = 65_535
@@ -30,26 +32,39 @@ _KINDS = {kind.value.encode(): kind for kind in TxKind}
 
 
 def read_rows(
-    lines: Iterable[bytes], on_malformed: Callable[[int, str], None]
+    source: Iterable[bytes] | Lines, on_malformed: Callable[[int, str], None]
 ) -> Iterator[NumberedRow]:
     """Yield (line number, kind, client, tx, amount) for every well-formed row, in order.
 
+    `source` is the input's bytes in chunks cut anywhere (fixed-size reads, a
+    binary file's lines, `data.splitlines(keepends=True)`, `[data]`), or a
+    `Lines` over them, to learn how many lines there were.
+
     Malformed rows go to `on_malformed(line_number, detail)` instead (R7); it
     may raise to stop the reading. Blank lines are skipped (R1), and so is the
-    first non-blank line if it is the header (R2). Line numbers count every
-    physical line from 1, as an editor shows them.
+    first non-blank line if it is the header (R2). A byte-order mark that
+    starts the input is ignored (R22); a line over MAX_LINE bytes is
+    malformed, and not blank (R23). Line numbers count every physical line
+    from 1, as an editor shows them.
     """
-    numbered = enumerate(lines, 1)
-    for number, line in numbered:
-        if line.strip():
-            if not is_header(line):
-                yield from _rows(((number, line),), on_malformed)
-            break
+    numbered = enumerate(source if isinstance(source, Lines) else Lines(source), 1)
+    for number, line in numbered:  # R2: up to the first non-blank line
+        if isinstance(line, bytes):
+            if not line.strip():
+                continue
+            if is_header(line):
+                break
+        # Data; also an over-long line, which is not blank whatever it holds (R23).
+        yield from _rows(((number, line),), on_malformed)
+        break
     yield from _rows(numbered, on_malformed)
 
 
 def parse_row(line: bytes) -> Row:
     """Parse one non-blank data line (its line ending may be attached); raise MalformedRow."""
+    length = content_length(line)
+    if length > MAX_LINE:
+        raise MalformedRow(OverLong(length).detail)  # R23
     problems: list[str] = []
     for _, kind, client, tx, amount in _rows(((1, line),), lambda _n, d: problems.append(d)):
         return kind, client, tx, amount
@@ -62,9 +77,12 @@ def is_header(line: bytes) -> bool:
 
 
 def _rows(
-    numbered: Iterable[tuple[int, bytes]], on_malformed: Callable[[int, str], None]
+    numbered: Iterable[tuple[int, Line]], on_malformed: Callable[[int, str], None]
 ) -> Iterator[NumberedRow]:
     for number, line in numbered:
+        if isinstance(line, OverLong):
+            on_malformed(number, line.detail)  # R23
+            continue
         try:
             if _QUOTE in line:
                 raise MalformedRow("quotes are not allowed")  # R1

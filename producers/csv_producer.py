@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +30,7 @@ from kafkaio.errors import BrokerUnavailable, KafkaIOError, TopicMissing
 from kafkaio.security import client_config
 from kafkaio.settings import JOURNAL_CONFIG, Settings
 from ledger import Reason, read_rows
+from ledger.lines import Lines
 from ledger.messages import to_message
 from producers.journal import (
     Action,
@@ -53,7 +54,7 @@ from runner.console import (
     run_console_script,
     signals_raise,
 )
-from runner.inputs import InputError, open_input
+from runner.inputs import InputError, open_input, read_chunks
 
 #: Nothing was published: the journal says this input was published completely
 #: (or an unfinished publication of an edited file under the same name exists).
@@ -82,19 +83,6 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         # every row would cost more than producing the row.
         "delivery.report.only.error": True,
     }
-
-
-class _Counted:
-    """The input's lines, counted as they are read (the journal counts lines, not rows)."""
-
-    def __init__(self, lines: Iterable[bytes]) -> None:
-        self._lines = lines
-        self.count = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self._lines:
-            self.count += 1
-            yield line
 
 
 class Publisher:
@@ -131,9 +119,11 @@ class Publisher:
         if err is not None:
             self.failed.append((orjson.loads(msg.value()).get("line", -1), str(err)))
 
-    def publish(self, lines: Iterable[bytes], reporter: RowReporter) -> None:
+    def publish(self, chunks: Iterable[bytes], reporter: RowReporter) -> None:
+        """Send the well-formed rows of the input's bytes, `chunks` (cut anywhere)."""
         produce, poll, dumps = self.producer.produce, self.producer.poll, orjson.dumps
-        counted, skip, checkpoint = _Counted(lines), self.skip, self.checkpoint
+        # Counted: the journal counts lines, not rows.
+        lines, skip, checkpoint = Lines(chunks), self.skip, self.checkpoint
 
         def after_skip(number: int, detail: str) -> None:
             if number > skip:  # lines up to `skip` were reported by the run that got that far
@@ -142,7 +132,7 @@ class Publisher:
         malformed: Callable[[int, str], None] = after_skip if skip else reporter.malformed
 
         clock, due = time.monotonic, time.monotonic() + self.interval
-        for number, kind, client, tx, amount in read_rows(counted, malformed):
+        for number, kind, client, tx, amount in read_rows(lines, malformed):
             if number <= skip:
                 continue
             value = dumps(to_message(kind, client, tx, amount, number))
@@ -162,7 +152,7 @@ class Publisher:
             if checkpoint is not None and clock() >= due:
                 checkpoint(number)
                 due = clock() + self.interval
-        self.lines = counted.count
+        self.lines = lines.count
 
     def flush(self, timeout: float = 120.0) -> int:
         """Wait for every record to be acknowledged; return how many are still unacknowledged."""
@@ -355,8 +345,8 @@ def cli(
     started = time.monotonic()
     exit_code, stopped = EXIT_OK, ""
     try:
-        with signals_raise(), open_input(path) as lines:
-            publisher.publish(lines, reporter)
+        with signals_raise(), open_input(path) as stream:
+            publisher.publish(read_chunks(stream), reporter)
             if journal is not None:
                 journal.checkpoint(publisher.lines, complete=True)
     except InputError as exc:

@@ -10,6 +10,8 @@ from typing import BinaryIO
 from runner.console import CommandError
 
 _BUFFER = 1 << 20
+#: Bytes asked for at a time; `ledger.lines` cuts the lines.
+CHUNK = 1 << 20
 
 
 class InputError(CommandError):
@@ -27,3 +29,15 @@ def open_input(path: str) -> Iterator[BinaryIO]:
         raise InputError(f"cannot read {path!r}: {exc.strerror or exc}") from exc
     with handle:
         yield handle
+
+
+def read_chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    """The stream's bytes, at most `size` at a time, to be cut into lines by `ledger.lines`.
+
+    Never a line at a time: iterating a binary file by lines holds a whole
+    line, however long (SPEC R23). `read1` hands over what a pipe holds now,
+    so rows from a slow writer are not kept waiting for a chunk to fill.
+    """
+    read = getattr(stream, "read1", stream.read)
+    while chunk := read(size):
+        yield chunk

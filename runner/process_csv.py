@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from functools import partial
 from typing import IO
 
 import click
@@ -26,13 +25,10 @@ from runner.console import (
     signals_ignored,
     signals_raise,
 )
-from runner.inputs import InputError, open_input
-
-#: Bytes read at a time; `apply_csv` cuts them into lines itself.
-CHUNK = 1 << 20
+from runner.inputs import InputError, open_input, read_chunks
 
 
-def apply_rows(lines: Iterable[bytes], ledger: Ledger, reporter: RowReporter) -> None:
+def apply_rows(chunks: Iterable[bytes], ledger: Ledger, reporter: RowReporter) -> None:
     """The readable engine loop: parse, apply, report, one row at a time.
 
     process-csv runs `ledger.fused.apply_csv`, the same rules fused into one
@@ -43,7 +39,7 @@ def apply_rows(lines: Iterable[bytes], ledger: Ledger, reporter: RowReporter) ->
     rejected = reporter.rejected
     applied = 0  # a local: an attribute update per row would cost ~5%
     try:
-        for number, kind, client, tx, amount in read_rows(lines, reporter.malformed):
+        for number, kind, client, tx, amount in read_rows(chunks, reporter.malformed):
             reason = apply(kind, client, tx, amount)
             if reason is None:
                 applied += 1
@@ -69,7 +65,7 @@ def cli(path: str, on_error: str) -> None:
     reporter = RowReporter(ErrorPolicy(on_error), err)
     try:
         with signals_raise(), gc_paused(), open_input(path) as stream:
-            accounts = apply_csv(iter(partial(stream.read, CHUNK), b""), reporter)
+            accounts = apply_csv(read_chunks(stream), reporter)
             snapshot = render_csv(accounts)
         with signals_ignored():
             write_all(sys.stdout, snapshot)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import IO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = REPO_ROOT / "tests" / "fixtures" / "golden"
@@ -32,6 +34,38 @@ def run(
         timeout=timeout,
         check=False,
     )
+
+
+#: Runs argv[2:] and writes the child's peak RSS (KiB on Linux) to the file argv[1].
+_MEASURE = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as out:
+    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def run_measuring_memory(
+    *args: str | Path, stdin: int | IO[bytes] | None = None, timeout: float = 120
+) -> tuple[subprocess.CompletedProcess[bytes], int]:
+    """Run the real `process-csv` like `run`; also return its own peak RSS, in bytes.
+
+    A child's peak RSS (`ru_maxrss`) also counts the memory of the process
+    that spawned it, as it was when it did: spawned from this test process
+    (often over 100 MiB), a child would seem at least that big. So a fresh,
+    small interpreter spawns it and reports its RUSAGE_CHILDREN.
+    """
+    with tempfile.TemporaryDirectory() as work:
+        report = Path(work) / "peak"
+        done = subprocess.run(
+            [sys.executable, "-c", _MEASURE, report, process_csv_path(), *map(str, args)],
+            stdin=stdin,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        return done, int(report.read_text()) * 1024  # Linux: KiB
 
 
 def stderr_lines_without_malformed_detail(stderr: bytes) -> list[str]:

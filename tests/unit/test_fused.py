@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from bench.workload import generate
 from ledger import MAX_UNITS, Ledger, Reason, read_rows, render_csv
-from ledger.fused import apply_csv, split_lines
+from ledger.fused import apply_csv
+from ledger.lines import MAX_LINE, split_lines
 from runner.console import ErrorPolicy, RowReporter
 from runner.process_csv import apply_rows
 
@@ -118,10 +119,21 @@ _FIELDS = {
 }  # fmt: skip
 
 _ENDINGS = ["\n", "\n", "\n", "\r\n", " \n", "\r\r\n", "\x0c\n"]
+_BOM = "\ufeff"  # R22: EF BB BF once encoded
+_AMOUNT_ZEROS = "deposit,1,9,"  # + zeros + "1": a well-formed row of any length (R5)
+#: R23: lines around the 4096-byte limit (the ending added to them is not counted).
+_LONG_LINES = [
+    "x" * 4097,
+    " " * 5000,  # over-long, so not blank
+    _AMOUNT_ZEROS + "0" * (4096 - len(_AMOUNT_ZEROS) - 1) + "1",  # exactly 4096: applied
+    _AMOUNT_ZEROS + "0" * (4097 - len(_AMOUNT_ZEROS) - 1) + "1",
+    "type,client,tx,amount" + " " * 4076,  # the header, 4097 bytes: not the header
+    "deposit,1,1," + "9" * 20_000,
+]
 _SPECIAL_LINES = [
     "", " ", "\t", "\r", "\x0b", "type,client,tx,amount", " type , client , tx , amount ",
     "deposit,1,1", "deposit,1,1,1,1", "deposit", ",,,", '"', "dispute,1,1,\"",
-    "\u00a0", "deposit,1,1,1.5\x00",
+    "\u00a0", "deposit,1,1,1.5\x00", _BOM + "deposit,1,1,1", _BOM, "deposit,1,1," + _BOM + "1",
 ]  # fmt: skip
 
 
@@ -132,6 +144,9 @@ def random_input(rng: random.Random) -> bytes:
         lines.append(rng.choice(["type,client,tx,amount", " type ,client,tx, amount", ""]))
     for _ in range(rng.randint(0, 40)):
         roll = rng.random()
+        if roll < 0.01:  # rare: a 1-byte chunking of one takes a few ms
+            lines.append(rng.choice(_LONG_LINES))
+            continue
         if roll < 0.1:
             lines.append(rng.choice(_SPECIAL_LINES))
             continue
@@ -156,6 +171,8 @@ def random_input(rng: random.Random) -> bytes:
     text = "".join(line + rng.choice(_ENDINGS) for line in lines)
     if text and rng.random() < 0.3:
         text = text.rstrip("\n")  # the last line without its ending
+    if rng.random() < 0.2:
+        text = _BOM + text  # R22
     return text.encode("utf-8")
 
 
@@ -184,6 +201,34 @@ def test_many_random_edge_case_inputs_give_the_same_snapshot_and_reports() -> No
 @given(st.randoms(use_true_random=False))
 def test_random_edge_case_inputs_found_by_hypothesis(rng: random.Random) -> None:
     assert_same(random_input(rng), sizes=(None, 5))
+
+
+@pytest.mark.parametrize("bom", ["", _BOM])
+@pytest.mark.parametrize("long", _LONG_LINES)
+def test_boms_and_over_long_lines_anywhere_give_the_same_snapshot_and_reports(
+    long: str, bom: str
+) -> None:  # R22, R23, R2
+    rows = ["deposit,1,1,5", "withdrawal,1,2,1", "dispute,1,1", _BOM + "deposit,2,3,1"]
+    header = "type,client,tx,amount"
+    inputs = [
+        [long],
+        [long, header, *rows],  # over-long first: the header after it is data
+        [header, long, *rows],
+        ["", " ", long, header, *rows],
+        [header, *rows[:2], long, long, *rows[2:], long],
+    ]
+    over = len(long.encode()) > MAX_LINE
+    for lines in inputs:
+        for ending in ("\n", "\r\n"):
+            text = bom + ending.join(lines)
+            for data in (text.encode(), (text + ending).encode()):
+                assert_same(data, sizes=(None, 1, 7, 2048, 4095, 4096, 4097, 4099, 65536))
+                # And both read them by the rules, not merely alike:
+                _, reports, _ = readable(data)
+                too_long = [r for r in reports if r[1] == "malformed" and "over 4096" in str(r[2])]
+                assert len(too_long) == (lines.count(long) if over else 0)
+                if lines[0] == header:
+                    assert all(r[0] != 1 for r in reports), "the header was not recognised"
 
 
 def test_the_cli_reports_are_the_same_text_under_every_policy() -> None:

@@ -94,6 +94,78 @@ def test_a_malformed_row_does_not_stop_the_reading() -> None:  # R7
     assert _numbers(b"deposit,1,1,1\nbad\ndeposit,1,2,1\n") == ([1, 3], [2])
 
 
+# --- R22, R23: the byte-order mark and over-long lines ------------------------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _deposit(tx: int, n: int) -> bytes:
+    """A well-formed deposit of exactly `n` bytes (leading zeros are allowed in an amount, R5)."""
+    start = b"deposit,1,%d," % tx
+    return start + b"0" * (n - len(start) - 1) + b"1"
+
+
+def _read(data: bytes, size: int | None = None) -> tuple[list[int], list[tuple[int, str]]]:
+    """Rows' line numbers and (line, detail) reports, the input cut in `size`-byte chunks
+    (by default as lines, with their endings, as a file iterates them)."""
+    chunks = (
+        data.splitlines(keepends=True)
+        if size is None
+        else [data[i : i + size] for i in range(0, len(data), size)]
+    )
+    bad: list[tuple[int, str]] = []
+    good = [row[0] for row in read_rows(chunks, lambda n, d: bad.append((n, d)))]
+    return good, bad
+
+
+def test_a_bom_before_the_header_does_not_stop_it_being_the_header() -> None:  # R22, R2
+    for size in (None, 1, 2, 3, 4, 1000):
+        assert _read(BOM + b"type,client,tx,amount\r\ndeposit,1,1,1\n", size) == ([2], [])
+
+
+def test_a_bom_alone_is_an_empty_input() -> None:  # R22
+    assert _read(BOM) == ([], [])
+    assert _read(BOM + b"\n\n") == ([], [])
+
+
+def test_a_bom_anywhere_but_the_very_start_is_bytes_of_a_field() -> None:  # R22, R3
+    good, bad = _read(b"deposit,1,1,1\n" + BOM + b"deposit,1,2,1\n")
+    assert good == [1]
+    assert [n for n, _ in bad] == [2]
+    # Not at the very start either: after a blank line the header is not recognised.
+    good, bad = _read(b"\n" + BOM + b"type,client,tx,amount\ndeposit,1,1,1\n")
+    assert (good, [n for n, _ in bad]) == ([3], [2])
+
+
+def test_a_row_of_4096_bytes_is_read_and_one_of_4097_is_malformed() -> None:  # R23, R1
+    for ending in (b"\n", b"\r\n"):
+        data = _deposit(1, 4096) + ending + _deposit(2, 4097) + ending + _deposit(3, 4096)
+        for size in (None, 1, 4096, 4097, 5000):
+            assert _read(data, size) == ([1, 3], [(2, "line is over 4096 bytes (4097 bytes)")])
+
+
+def test_an_over_long_line_is_reported_by_its_length_and_keeps_the_line_numbers() -> None:  # R23
+    data = b"type,client,tx,amount\ndeposit,1,1,1\n" + b"x" * 100_000 + b"\ndeposit,1,2,1\n"
+    for size in (None, 7, 65536):
+        good, bad = _read(data, size)
+        assert good == [2, 4]
+        assert bad == [(3, "line is over 4096 bytes (100000 bytes)")]
+
+
+def test_an_over_long_first_line_is_not_blank_so_a_header_after_it_is_data() -> None:
+    # R23: the over-long line counts as non-empty; R2: so it is the first non-empty
+    # line, not the header, and the header on the next line is a malformed data row.
+    good, bad = _read(b" " * 5000 + b"\ntype,client,tx,amount\ndeposit,1,1,1\n")
+    assert good == [3]
+    assert bad == [(1, "line is over 4096 bytes (5000 bytes)"), (2, "unknown type 'type'")]
+
+
+def test_parse_row_refuses_a_line_over_4096_bytes_without_its_ending() -> None:  # R23, R1
+    assert parse_row(_deposit(1, 4096) + b"\r\n") == (D, 1, 1, 10_000)
+    with pytest.raises(MalformedRow, match="over 4096 bytes"):
+        parse_row(_deposit(1, 4097) + b"\r\n")
+
+
 _pieces = st.sampled_from(
     [
         "deposit",
