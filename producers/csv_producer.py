@@ -186,15 +186,31 @@ class Journal:
         )
         self.partitions = partitions
 
-    def ends(self) -> dict[int, int]:
-        """Each partition's high watermark: past every row this run has had acknowledged."""
-        ends = {}
-        for p in range(self.partitions):
-            _low, high = self._ends.get_watermark_offsets(
-                TopicPartition(self.input_topic, p), timeout=10, cached=False
-            )
-            ends[p] = int(high)
-        return ends
+    def ends(self, patience: float = 0.0) -> dict[int, int]:
+        """Each partition's high watermark: past every row this run has had acknowledged.
+
+        With `patience`, asked again while the broker is away, for up to that
+        many seconds: at start-up, as reading the journal is (seen in the
+        broker kill test: a broker killed right then ended the run with a
+        traceback). At a checkpoint the flush before it has just heard from
+        the broker.
+        """
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                ends = {}
+                for p in range(self.partitions):
+                    _low, high = self._ends.get_watermark_offsets(
+                        TopicPartition(self.input_topic, p), timeout=10, cached=False
+                    )
+                    ends[p] = int(high)
+                return ends
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailable(
+                        f"no partition ends of {self.input_topic!r}: {exc.args[0].str()}"
+                    ) from None
+                time.sleep(1.0)
 
     def begin(self) -> None:
         _call(self.producer.begin_transaction)
@@ -485,7 +501,7 @@ def _open_journal(
         sys.exit(EXIT_REFUSED)
     journal = Journal(producer, settings, partitions, decision.entry, reporter)
     if decision.action is Action.PUBLISH:
-        starts = journal.ends()
+        starts = journal.ends(JOURNAL_PATIENCE)
         journal.entry = replace(
             decision.entry, offsets={p: [end, end] for p, end in starts.items()}
         )
