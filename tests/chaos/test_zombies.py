@@ -144,7 +144,11 @@ def check_then_restart_all(
     for worker in pipeline.workers:
         if worker.poll() is None:
             code = pipeline.stop_worker(worker, signal.SIGTERM, timeout=60)
-            assert code in (0, EXIT_RESTART), pipeline.logs()
+            # -SIGTERM: a replica the supervisor restarted moments before
+            # (after exit 75) is still starting, before Faust handles the
+            # signal (seen once in CI's network-cut run). Any other code is
+            # a crash.
+            assert code in (0, EXIT_RESTART, -signal.SIGTERM), pipeline.logs()
     pipeline.workers.clear()
     pipeline.start_worker(link=link)
     pipeline.start_worker()
