@@ -7,7 +7,7 @@ CSV    ?= examples/transactions.csv
 # tansu (embedded, in memory) or kafka (Apache Kafka from Maven Central jars, cached outside the clone)
 BROKER ?= tansu
 
-.PHONY: install lock kafka-jars test test-fast lint demo bench bench-pipeline bench-latency bench-ingest profile-worker chaos chaos-broker chaos-zombies chaos-netcut chaos-ingest clean
+.PHONY: install lock kafka-jars test test-fast fuzz test-security lint demo bench bench-pipeline bench-latency bench-ingest profile-worker chaos chaos-broker chaos-zombies chaos-netcut chaos-ingest clean
 
 # Exact versions with hashes (requirements.lock), then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -42,6 +42,14 @@ test: $(STAMP)
 ## unit tests only (no broker, seconds)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
+
+## the fuzz targets, long: message decoder, CSV row parser, line reader, fused loop (FUZZ_EXAMPLES)
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100000} $(BIN)/python -m pytest -q tests/unit/test_message_fuzz.py tests/unit/test_parsing.py tests/unit/test_lines.py tests/unit/test_fused.py
+
+## security on Apache Kafka alone: SASL_SSL (SCRAM), mTLS, ACLs per role, the web surface, hostile input
+test-security: $(STAMP) kafka-jars
+	LEDGER_TEST_BROKER=kafka $(BIN)/python -m pytest -q tests/e2e/test_secure_clients.py tests/e2e/test_observability.py tests/e2e/test_poison_messages.py tests/e2e/test_process_csv_hostile_input.py tests/unit/test_security.py tests/unit/test_message_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

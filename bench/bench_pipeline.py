@@ -224,7 +224,7 @@ def one_run(
             t0 = time.perf_counter()
             _produce(csv, env, plain_input)
             produced = time.perf_counter()
-            ends = end_offsets(bootstrap, TOPIC, PARTITIONS)
+            ends = end_offsets(bootstrap, TOPIC, PARTITIONS, by_reading=engine == "tansu")
             events = sum(ends.values())
             while not lag_zero(bootstrap, "ledger", ends):
                 time.sleep(0.1)
@@ -264,7 +264,14 @@ def one_run(
             broker_cpu = _cpu_seconds([broker_pid]) - broker_at_first
             finished = time.perf_counter()
             changelogs = sum(
-                sum(end_offsets(bootstrap, f"catchup-{table}-changelog", PARTITIONS).values())
+                sum(
+                    end_offsets(
+                        bootstrap,
+                        f"catchup-{table}-changelog",
+                        PARTITIONS,
+                        by_reading=engine == "tansu",
+                    ).values()
+                )
                 for table in ("accounts", "deposits")
             )
             _export(env, expected, f"catching up, {workers} worker(s)")

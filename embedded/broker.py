@@ -41,9 +41,13 @@ def client_env(engine: str) -> dict[str, str]:
     (ListOffsets for read_committed then answers 0), so a restarted
     worker's batches never became visible to the exporter. Its clients read
     read_uncommitted; the position record written last and the before-image
-    rule keep them exact (docs/exactness.md). Apache Kafka needs nothing.
+    rule keep them exact (docs/exactness.md). Its ListOffsets under-reports
+    a partition's end, so ends are read to the partition EOF instead.
+    Apache Kafka needs nothing.
     """
-    return {"LEDGER_ISOLATION_LEVEL": "read_uncommitted"} if engine == "tansu" else {}
+    if engine != "tansu":
+        return {}
+    return {"LEDGER_ISOLATION_LEVEL": "read_uncommitted", "LEDGER_END_OFFSETS": "read"}
 
 
 def tansu_binary() -> str:

@@ -10,7 +10,7 @@ Roles and what each does on the broker (deploy/README.md, "ACLs"):
   (the two changelogs, Faust's assignor topic); is a member of the group
   `<app id>`; commits in transactions named `<app id>-ledger-<partition>`.
 - exporter (`export-snapshot`): reads the changelogs, and with `--wait`
-  the input's ends and the group's committed offsets.
+  lists (never reads) the input's ends and the group's committed offsets.
 
 Nobody gets cluster-wide rights, and nobody but the worker can write a
 changelog: a stolen producer credential can publish rows (which the rules
@@ -72,10 +72,9 @@ def grants(role: str, settings: Settings) -> list[Grant]:
         return [
             Grant("TOPIC", s.changelog_topic("accounts"), "LITERAL", ("READ", "DESCRIBE")),
             Grant("TOPIC", s.changelog_topic("deposits"), "LITERAL", ("READ", "DESCRIBE")),
-            # --wait: the input's ends and the group's committed offsets. An
-            # end is read, not only listed (kafkaio.admin.end_offsets: the
-            # last stable offset, and Tansu's under-reported ends), so Read.
-            Grant("TOPIC", t, "LITERAL", ("READ", "DESCRIBE")),
+            # --wait: the input's ends (ListOffsets) and the group's committed
+            # offsets need Describe only; the exporter never reads a row.
+            Grant("TOPIC", t, "LITERAL", ("DESCRIBE",)),
             Grant("GROUP", s.app_id, "LITERAL", ("DESCRIBE",)),
             Grant("GROUP", READER_GROUP, "LITERAL", ("READ", "DESCRIBE")),
         ]

@@ -190,25 +190,35 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
 
 @translated
 def end_offsets(
-    bootstrap: str, topic: str, partitions: int, isolation: str = READ_COMMITTED
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    isolation: str = READ_COMMITTED,
+    by_reading: bool = False,
 ) -> dict[int, int]:
-    """The true end of each partition: the offset the next record will get.
+    """The end of each partition: the offset the next record will get.
 
-    ListOffsets(latest) is only a starting point: Tansu 0.6 answers it with the
-    base offset of the last record batch + 1 (measured: batches of 10, 5 and 3
-    records gave 1, 11, 16 instead of 18). The high watermark in a fetch
-    response is right, so we read from one before the reported end to the
-    partition-EOF event, whose offset is the end. On Kafka this reads one record.
+    For a read_committed reader on Apache Kafka, ListOffsets(latest) answers
+    the last stable offset, which is that end, and needs only Describe on
+    the topic (deploy/README.md, the exporter's ACLs). `by_reading`
+    (settings `end_offsets`, "read") is for a broker whose answer is only a
+    starting point: Tansu 0.6 answers the base offset of the last record
+    batch + 1 (measured: batches of 10, 5 and 3 records gave 1, 11, 16
+    instead of 18). The high watermark in a fetch response is right, so
+    then we read from one before the reported end to the partition-EOF
+    event, whose offset is the end.
     """
     consumer = _eof_consumer(bootstrap, isolation)
     try:
-        starts = []
+        reported = {}
         for p in range(partitions):
-            _low, reported = consumer.get_watermark_offsets(
+            _low, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, p), timeout=10, cached=False
             )
-            starts.append(TopicPartition(topic, p, max(reported - 1, 0)))
-        consumer.assign(starts)
+            reported[p] = int(high)
+        if not by_reading:
+            return reported
+        consumer.assign([TopicPartition(topic, p, max(o - 1, 0)) for p, o in reported.items()])
         ends: dict[int, int] = {}
         stall = _Stall(topic)
         while len(ends) < partitions:

@@ -34,9 +34,11 @@ ENV = {
     "fault_unfenced": "LEDGER_FAULT_UNFENCED",
     "isolation_level": "LEDGER_ISOLATION_LEVEL",
     "ingest_topic": "LEDGER_INGEST_TOPIC",
+    "end_offsets": "LEDGER_END_OFFSETS",
 }
 
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
+END_OFFSETS = ("listed", "read")
 
 
 #: What Faust itself sets on a table's changelog (and nothing else: no retention).
@@ -90,6 +92,13 @@ class Settings:
     #: read_uncommitted (embedded.broker.client_env) and rely on the
     #: position and before-image rules instead.
     isolation_level: str = "read_committed"
+    #: How a partition's end is found (kafkaio.admin.end_offsets): "listed"
+    #: takes the broker's ListOffsets answer (Apache Kafka: the last stable
+    #: offset for a read_committed reader; needs only Describe on the
+    #: topic). "read" reads the last records to the partition's EOF, for a
+    #: broker whose ListOffsets under-reports: Tansu 0.6 answers the base
+    #: offset of the last record batch + 1 (embedded.broker.client_env).
+    end_offsets: str = "listed"
     #: produce-csv's ingestion journal (producers.journal); empty: `<transactions topic>-ingest`.
     ingest_topic: str = ""
     #: How clients authenticate and encrypt (kafkaio.security: its own KAFKA_* variables).
@@ -127,6 +136,11 @@ class Settings:
             raise SettingsError(
                 f"LEDGER_ISOLATION_LEVEL must be one of {', '.join(ISOLATION_LEVELS)}, "
                 f"got {self.isolation_level!r}"
+            )
+        if self.end_offsets not in END_OFFSETS:
+            raise SettingsError(
+                f"LEDGER_END_OFFSETS must be one of {', '.join(END_OFFSETS)}, "
+                f"got {self.end_offsets!r}"
             )
         if not self.bootstrap_servers:
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")

@@ -111,7 +111,13 @@ def wait_for_lag_zero(settings: Settings, timeout: float) -> dict[int, int]:
     partitions = partition_count(settings.bootstrap_servers, topic)
     deadline = time.monotonic() + timeout
     while True:
-        ends = end_offsets(settings.bootstrap_servers, topic, partitions, settings.isolation_level)
+        ends = end_offsets(
+            settings.bootstrap_servers,
+            topic,
+            partitions,
+            settings.isolation_level,
+            by_reading=settings.end_offsets == "read",
+        )
         done = committed_offsets(settings.bootstrap_servers, settings.app_id, topic, partitions)
         lag = {p: ends[p] - max(done.get(p, 0), 0) for p in ends}
         if all(v <= 0 for v in lag.values()):

@@ -96,6 +96,20 @@ class Pipeline:
             }
         )
 
+    def end_offsets(self, topic: str, partitions: int | None = None) -> dict[int, int]:
+        """The partition ends as our tools find them on this engine (settings `end_offsets`)."""
+        from kafkaio.admin import end_offsets
+        from kafkaio.settings import Settings
+
+        settings = Settings.from_env(self.env)
+        return end_offsets(
+            self.bootstrap,
+            topic,
+            self.partitions if partitions is None else partitions,
+            settings.isolation_level,
+            by_reading=settings.end_offsets == "read",
+        )
+
     def create_topics(self) -> None:
         """The topics a worker creates as it starts (processor.startup), with no worker."""
         from kafkaio.settings import Settings

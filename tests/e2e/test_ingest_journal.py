@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from bench.workload import generate
-from kafkaio.admin import end_offsets
 from tests.helpers import run
 from tests.pipeline import Pipeline, script
 
@@ -26,7 +25,7 @@ HEADER = "type,client,tx,amount\n"
 def _published(pipeline: Pipeline) -> int:
     """Offsets used on the input topic (records, plus transaction markers)."""
     topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
-    return sum(end_offsets(pipeline.bootstrap, topic, pipeline.partitions).values())
+    return sum(pipeline.end_offsets(topic).values())
 
 
 def _stdin(pipeline: Pipeline, data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:

@@ -257,3 +257,42 @@ def test_the_web_server_listens_on_loopback_only_and_serves_none_of_fausts_built
     port = pipeline.web_ports[worker.pid]
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://{address}:{port}/livez", timeout=5)
+
+
+def test_from_its_first_answer_to_ready_the_web_server_never_shows_a_traceback_or_a_500(
+    pipeline: Pipeline,
+) -> None:  # issue 14: "before start-up it answers 500 with a traceback"
+    worker = pipeline.start_worker(web=True)
+    # Faust's table and router views too (off now): they routed a key
+    # through the assignment, which does not exist before start-up.
+    paths = (
+        "/livez",
+        "/readyz",
+        "/metrics",
+        "/",
+        "/table/",
+        "/table/accounts/",
+        "/table/accounts/1/",
+        "/router/",
+        "/router/accounts/",
+        "/router/accounts/1/",
+    )
+    seen: dict[tuple[str, int], bytes] = {}
+    deadline = time.monotonic() + 90
+    ready = False
+    while not ready and time.monotonic() < deadline:
+        for path in paths:
+            try:
+                code, body = get(pipeline.web_url(worker, path))
+            except OSError:  # not listening yet
+                continue
+            seen.setdefault((path, code), body)
+            ready = ready or (path == "/readyz" and code == 200)
+        time.sleep(0.02)
+    assert ready, (seen.keys(), pipeline.logs())
+    # Answers a probe may get while the worker starts: alive, not ready
+    # yet (503 with a reason), metrics, and 404 for what is not served.
+    for (path, code), body in seen.items():
+        assert code in (200, 404, 503), (path, code, body[:300])
+        assert b"Traceback" not in body and b'File "' not in body, (path, body[:300])
+    assert ("/readyz", 503) in seen, "never saw the worker before it was ready"

@@ -26,7 +26,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench.workload import generate
-from kafkaio.admin import end_offsets, set_group_offsets, start_offsets
+from kafkaio.admin import set_group_offsets, start_offsets
 from processor.agent import EXIT_INPUT_MISMATCH
 from processor.ledger_admin import wait_idle
 from tests.helpers import run
@@ -120,7 +120,7 @@ def test_a_group_committed_past_the_state_stops_the_worker_with_exit_65_and_chan
     _first_half_applied_then_stopped(pipeline, first)
     assert pipeline.produce(second).returncode == 0
     env, topic = pipeline.env, pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
-    ends = end_offsets(pipeline.bootstrap, topic, pipeline.partitions)
+    ends = pipeline.end_offsets(topic)
     group = env["LEDGER_APP_ID"]
     _retried(set_group_offsets, pipeline.bootstrap, group, topic, ends)
 
@@ -143,7 +143,7 @@ def test_a_log_start_past_the_state_position_stops_the_worker_with_exit_65_never
     _first_half_applied_then_stopped(pipeline, first)
     assert pipeline.produce(second).returncode == 0
     topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
-    ends = end_offsets(pipeline.bootstrap, topic, pipeline.partitions)
+    ends = pipeline.end_offsets(topic)
     # As retention would: the oldest segments of one partition go, unapplied
     # events of the second half with them.
     admin = AdminClient({"bootstrap.servers": pipeline.bootstrap})

@@ -10,17 +10,18 @@ get only the secure listener's address and the KAFKA_* security variables
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from bench.workload import generate
 from embedded.ports import free_port
 from kafkaio import acls
-from kafkaio.acls import ROLES
+from kafkaio.acls import READER_GROUP, ROLES
 from kafkaio.admin import admin_client, partition_count
 from kafkaio.errors import TopicMissing
 from kafkaio.security import Security
@@ -225,9 +226,27 @@ def test_each_role_runs_the_pipeline_under_exactly_its_acls_and_no_more(
         producer.flush(30)
         assert failures and failures[0] is not None
         assert failures[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, failures
-        # ... and the exporter's can read balances, not write them.
+        # ... and the exporter's can read balances, not write them, and not
+        # read a row of the input (it only lists its ends).
         pipeline.extra_env.update(_sasl_env(secure_kafka, "exporter"))
         again = pipeline.produce(csv, "--force")
         assert again.returncode == 2, again.stderr
+        reader = Consumer(
+            {**Security.from_env(_sasl_env(secure_kafka, "exporter")).librdkafka(),
+             "bootstrap.servers": secure_kafka.sasl, "group.id": READER_GROUP,
+             "enable.auto.commit": False}
+        )  # fmt: skip
+        try:
+            reader.assign([TopicPartition(topic, 0, 0)])
+            refused = None
+            deadline = time.monotonic() + 30
+            while refused is None and time.monotonic() < deadline:
+                message = reader.poll(1.0)
+                assert message is None or message.error() is not None, "the exporter read a row"
+                if message is not None:
+                    refused = message.error().code()
+            assert refused == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
+        finally:
+            reader.close()
     finally:
         pipeline.close()

@@ -27,6 +27,7 @@ from ledger.fused import apply_csv
 from ledger.lines import MAX_LINE, split_lines
 from runner.console import ErrorPolicy, RowReporter
 from runner.process_csv import apply_rows
+from tests.fuzzing import examples
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
 CHUNK_SIZES = (None, 1, 2, 3, 7, 64, 1000)
@@ -197,7 +198,7 @@ def test_many_random_edge_case_inputs_give_the_same_snapshot_and_reports() -> No
         assert_same(random_input(rng), sizes=(None, rng.randint(1, 50)))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.randoms(use_true_random=False))
 def test_random_edge_case_inputs_found_by_hypothesis(rng: random.Random) -> None:
     assert_same(random_input(rng), sizes=(None, 5))

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.lines import BOM, MAX_LINE, Line, Lines, OverLong, split_lines
+from tests.fuzzing import examples
 
 CHUNK_SIZES = (None, 1, 2, 3, 5, 64, 2047, 2048, 2049, 4095, 4096, 4097, 4098, 8192, 10_000)
 
@@ -170,7 +171,7 @@ def test_random_inputs_are_cut_like_the_rule_for_every_chunking() -> None:  # R1
         assert_cut_like_the_rule(data, sizes=(None, rng.randint(1, 9), rng.randint(10, 5000)))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=300), st.integers(min_value=1, max_value=40))
 def test_short_random_bytes_are_cut_like_the_rule(data: bytes, size: int) -> None:  # R1, R22
     assert cut(data, size) == reference_lines(data)

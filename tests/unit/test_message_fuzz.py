@@ -7,7 +7,7 @@ library keeping every pair, and says valid only for an object with distinct,
 known fields that R3-R6 accept and an integer line (issue 14). The worker
 must dead-letter exactly the values the reference calls invalid, and apply
 the others. Runnable alone: `pytest tests/unit/test_message_fuzz.py`
-(HYPOTHESIS_PROFILE-free; raise `max_examples` below for a longer run).
+(`make fuzz` runs it longer: FUZZ_EXAMPLES, tests/fuzzing.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ledger.errors import MalformedRow
 from ledger.keys import Placement
 from ledger.messages import FIELDS, row_from_message
 from processor.batch import Record, apply_batch
+from tests.fuzzing import examples
 
 PARTITIONS = 4
 placement = Placement(PARTITIONS)
@@ -91,7 +92,7 @@ def _placed(raw: bytes) -> tuple[bytes | None, int]:
     return b"0", 0
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(3000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message_values())
 def test_the_worker_dead_letters_exactly_what_a_strict_decoder_refuses(raw: bytes) -> None:
     key, partition = _placed(raw)

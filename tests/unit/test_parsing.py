@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import MalformedRow, TxKind, parse_row, read_rows
+from tests.fuzzing import examples
 from tests.unit.oracle import oracle_parse
 
 D, W, DIS, RES, CB = TxKind
@@ -203,6 +204,7 @@ _pieces = st.sampled_from(
 )
 
 
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(_pieces, min_size=1, max_size=5).map(",".join), st.sampled_from(["", "\n", "\r\n"]))
 def test_the_parser_agrees_with_the_regex_oracle(line: str, ending: str) -> None:  # R1-R7
     expected = oracle_parse(line)
