@@ -338,16 +338,15 @@ class BatchWorker:
         """
         topic = self.settings.transactions_topic
         while admitted.holes:
+            asked = {p: missing for p, missing in admitted.holes.items() if admitted.held.get(p)}
+            if not asked:
+                return
+            # All of them in one question: a batch often has a marker on most partitions.
+            present = await until_answered(self.probe.first_offsets_from, topic, asked)
             skips = set()
-            for partition, missing in admitted.holes.items():
-                held = admitted.held.get(partition)
-                if not held:
-                    continue
-                present = await until_answered(
-                    self.probe.first_offset_from, topic, partition, missing
-                )
-                if present == held[0].offset:
-                    self.sequencer.skip_to(partition, present)
+            for partition, found in present.items():
+                if found == admitted.held[partition][0].offset:
+                    self.sequencer.skip_to(partition, found)
                     skips.add(partition)
             if not skips:
                 return
@@ -396,7 +395,7 @@ class BatchWorker:
         async with self.batch_lock:
             if self.app.rebalancing:
                 return
-            moves = {}
+            asked = {}
             for p in sorted(self.owned):
                 expected = self.sequencer.expected.get(p)
                 if expected is None or p in self.sequencer.waiting:
@@ -406,10 +405,13 @@ class BatchWorker:
                 highwater = consumer.highwater(TP(topic, p))
                 if highwater is None or highwater <= expected:
                     continue
-                end, is_record = await until_answered(
-                    self.probe.next_record_or_end, topic, p, expected
-                )
-                if not is_record and end > expected:
+                asked[p] = expected
+            if not asked:
+                return
+            answers = await until_answered(self.probe.next_records_or_ends, topic, asked)
+            moves = {}
+            for p, (end, is_record) in answers.items():
+                if not is_record and end > asked[p]:
                     moves[p] = end
                 # Either way, not asked again before `quiet` has passed.
                 self._last_records[p] = now

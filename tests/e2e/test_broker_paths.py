@@ -96,3 +96,38 @@ def test_a_running_worker_group_is_seen_as_running_and_a_stopped_one_as_idle(
         time.sleep(0.5)
     if broker_engine == "kafka":
         assert group_state(pipeline.bootstrap, group).idle
+
+
+def test_the_offset_probe_answers_several_partitions_at_once_and_keeps_nothing_assigned(
+    pipeline: Pipeline,
+) -> None:
+    """The worker's marker check (processor.agent `_past_skips`) asks all its holes in one go."""
+    from kafkaio.admin import OffsetProbe
+    from kafkaio.settings import Settings
+
+    topic = pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
+    ensure_topic(pipeline.bootstrap, topic, 3)
+    txn = Producer({"bootstrap.servers": pipeline.bootstrap, "transactional.id": f"{topic}-p"})
+    txn.init_transactions(30)
+    for size in (3, 2):  # partition 0: records 0-2, a marker at 3, records 4-5, a marker at 6
+        txn.begin_transaction()
+        for _ in range(size):
+            txn.produce(topic, b"v", b"k", 0)
+        txn.commit_transaction(30)
+    plain = Producer({"bootstrap.servers": pipeline.bootstrap})
+    for _ in range(2):  # partition 1: records 0-1; partition 2: empty
+        plain.produce(topic, b"v", b"k", 1)
+    plain.flush(30)
+    probe = OffsetProbe(pipeline.bootstrap, Settings.from_env(pipeline.env).isolation_level)
+    try:
+        wanted = {0: 3, 1: 2, 2: 0}
+        assert probe.next_records_or_ends(topic, wanted) == {
+            0: (4, True),  # past the marker: the next record
+            1: (2, False),  # at the end
+            2: (0, False),  # an empty partition
+        }
+        assert probe.first_offsets_from(topic, {0: 0, 1: 1}) == {0: 0, 1: 1}
+        # Nothing left assigned: an assignment is prefetched in the background.
+        assert probe._consumer is not None and probe._consumer.assignment() == []
+    finally:
+        probe.close()
