@@ -33,6 +33,7 @@ from ledger import Account, render_csv
 from ledger.snapshot import render_jsonl
 from processor.state import Stored, decode_account, decode_position, is_position_key
 from runner.console import run_console_script
+from runner.kafka_options import kafka_security_options
 
 EXIT_TIMEOUT = 3
 #: Of a snapshot written with --output: balances are for its owner alone.
@@ -166,6 +167,7 @@ def wait_for_state(settings: Settings, timeout: float) -> tuple[dict[int, Accoun
 )
 @click.option("--bootstrap-servers", help="Overrides KAFKA_BOOTSTRAP_SERVERS.")
 @click.option("--app-id", help="Overrides LEDGER_APP_ID (the worker group).")
+@kafka_security_options
 @click.option(
     "--format",
     "fmt",

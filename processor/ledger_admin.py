@@ -48,6 +48,7 @@ from processor.state import encode_position, position_key
 from producers.csv_producer import producer_config
 from producers.journal import read_journal
 from runner.console import run_console_script
+from runner.kafka_options import kafka_security_options
 
 #: Exit code of `rebuild` while the worker group still has members: stop the workers first.
 EXIT_WORKERS_RUNNING = 4
@@ -63,6 +64,7 @@ def _settings(bootstrap_servers: str | None, app_id: str | None) -> Settings:
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = kafka_security_options(fn)
     fn = click.option("--app-id", help="Overrides LEDGER_APP_ID (the worker group).")(fn)
     return click.option("--bootstrap-servers", help="Overrides KAFKA_BOOTSTRAP_SERVERS.")(fn)
 
@@ -105,6 +107,7 @@ def cli() -> None:
 @cli.command()
 @click.option("--bootstrap-servers", help="Overrides KAFKA_BOOTSTRAP_SERVERS.")
 @click.option("--topic", help="Overrides LEDGER_TRANSACTIONS_TOPIC.")
+@kafka_security_options
 def ingest(bootstrap_servers: str | None, topic: str | None) -> None:
     """What produce-csv published, one line per input (the ingestion journal).
 
@@ -143,6 +146,7 @@ def ingest(bootstrap_servers: str | None, topic: str | None) -> None:
     "to alter ACLs); without it, print them as kafka-acls.sh commands.",
 )
 @click.option("--app-id", help="Overrides LEDGER_APP_ID (the worker group).")
+@kafka_security_options
 def acls(role: str, principal: str, apply: bool, app_id: str | None) -> None:
     """The least-privilege ACLs of ROLE (producer, worker, exporter) for PRINCIPAL.
 

@@ -55,6 +55,7 @@ from runner.console import (
     signals_raise,
 )
 from runner.inputs import InputError, open_input, read_chunks
+from runner.kafka_options import kafka_security_options
 
 #: Nothing was published: the journal says this input was published completely
 #: (or an unfinished publication of an edited file under the same name exists).
@@ -271,6 +272,7 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
 )
 @click.option("--bootstrap-servers", help="Overrides KAFKA_BOOTSTRAP_SERVERS.")
 @click.option("--topic", help="Overrides LEDGER_TRANSACTIONS_TOPIC.")
+@kafka_security_options
 @click.option(
     "--create-topic",
     is_flag=True,

@@ -153,6 +153,43 @@ def test_the_pipeline_runs_end_to_end_over_mutual_tls(
     _end_to_end(pipeline, tmp_path)
 
 
+def test_the_tools_take_their_security_from_flags_alone(
+    secure_kafka: SecureKafka, tmp_path: Path
+) -> None:  # issue 14: "from the environment ... and flags"
+    pipeline = _pipeline(
+        secure_kafka, tmp_path, secure_kafka.sasl, _sasl_env(secure_kafka), "flags",
+        grant_all_to="User:ledger",
+    )  # fmt: skip
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD + "\n")  # as `kubectl create secret --from-file` leaves it
+    flags = (
+        "--security-protocol", "SASL_SSL", "--sasl-mechanism", "SCRAM-SHA-512",
+        "--sasl-username", "ledger", "--sasl-password-file", str(secret),
+        "--ssl-ca-location", str(secure_kafka.pki.ca),
+    )  # fmt: skip
+    csv = tmp_path / "flags.csv"
+    csv.write_text("".join(generate(2_000, 100, seed=16, dirty=True)))
+    pipeline.start_worker()  # the worker: from its environment
+    try:
+        # The tools: no KAFKA_SECURITY_* or KAFKA_SASL_* in their environment.
+        for variable in SECURITY_VARS:
+            pipeline.extra_env.pop(variable, None)
+        produced = pipeline.produce(csv, *flags)
+        assert produced.returncode == 0, produced.stderr
+        exported = pipeline.export(*flags, timeout=180)
+        assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
+        assert exported.stdout == run(csv).stdout
+        status = pipeline.run("ledger-admin", "status", *flags)
+        assert status.returncode == 0, status.stderr
+        for output in (produced.stderr, exported.stderr, status.stdout, status.stderr):
+            assert PASSWORD.encode() not in output
+        # Without the flags the same tool cannot get in.
+        refused = pipeline.run("ledger-admin", "status", timeout=120)
+        assert refused.returncode == 2, refused.stderr
+    finally:
+        pipeline.close()
+
+
 def test_a_wrong_password_is_refused_at_once_with_exit_2_and_a_clear_line(
     secure_kafka: SecureKafka, tmp_path: Path
 ) -> None:

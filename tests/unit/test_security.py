@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from kafkaio.errors import SettingsError
 from kafkaio.security import Security, client_config
@@ -84,3 +86,55 @@ def test_settings_that_would_connect_otherwise_than_meant_are_refused_without_th
     with pytest.raises(SettingsError, match=says) as refused:
         Settings.from_env(env)
     assert PASSWORD not in str(refused.value)
+
+
+# --- the tools' flags (runner.kafka_options), through click's CliRunner ----------------
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A copy of the environment for the flags to write into, dropped after the test."""
+    copy = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    monkeypatch.setattr(os, "environ", copy)
+    return copy
+
+
+def test_each_security_flag_overrides_its_environment_variable(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    from processor.ledger_admin import cli
+
+    secret, ca = tmp_path / "password", tmp_path / "ca.pem"
+    secret.write_text(PASSWORD + "\n")
+    ca.write_text("not checked before a connection\n")
+    environment["KAFKA_SASL_PASSWORD"] = "from-the-environment"  # the file flag replaces it
+    result = CliRunner().invoke(
+        cli,
+        ["acls", "producer", "--principal", "User:p", "--security-protocol", "SASL_SSL",
+         "--sasl-mechanism", "SCRAM-SHA-256", "--sasl-username", "flagged",
+         "--sasl-password-file", str(secret), "--ssl-ca-location", str(ca)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    security = Settings.from_env().security
+    assert security.protocol == "SASL_SSL"
+    assert security.sasl_mechanism == "SCRAM-SHA-256"
+    assert security.sasl_username == "flagged"
+    assert security.sasl_password is not None and security.sasl_password.reveal() == PASSWORD
+    assert security.ssl_ca_location == str(ca)
+    assert PASSWORD not in result.output
+
+
+def test_a_bad_security_flag_is_refused_with_exit_2_naming_it(environment: dict[str, str]) -> None:
+    from processor.exporter import cli
+
+    result = CliRunner().invoke(cli, ["--security-protocol", "BOGUS"])
+    assert result.exit_code == 2, result.output
+    assert "KAFKA_SECURITY_PROTOCOL must be one of" in result.output
+
+
+def test_no_flag_takes_a_password_itself_only_a_file() -> None:
+    from runner.kafka_options import FLAGS
+
+    flags = {flag for flag, _variable, _what in FLAGS}
+    assert "--sasl-password-file" in flags and "--ssl-key-password-file" in flags
+    assert not flags & {"--sasl-password", "--ssl-key-password"}
