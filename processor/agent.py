@@ -131,8 +131,14 @@ class BatchWorker:
 
         Called by processor.recovery at the start of every table recovery.
         From here on no earlier owner of them can commit a transaction.
+        A fence that cannot complete (the broker refuses or never answers)
+        stops the worker for a restart: reading the changelogs unfenced
+        would let an earlier owner's late commit land after them.
         """
-        await self.writer.fence(partitions)
+        try:
+            await self.writer.fence(partitions)
+        except WriteFailed as exc:
+            _stop("could not take over partitions %s (%s); stopping", sorted(partitions), exc)
 
     async def resume(self, partitions: set[int]) -> None:
         """Send each recovered input partition's consumer to its state's position.

@@ -58,6 +58,10 @@ log = logging.getLogger("ledger.worker")
 MIN_TRANSACTION_TIMEOUT_MS = 60_000
 
 
+#: Seconds init_transactions may run past its own timeout before the worker gives up on it.
+FENCE_GRACE = 10.0
+
+
 class WriteFailed(KafkaIOError):
     """A record or the transaction of the batch was not committed; the batch must not count."""
 
@@ -160,10 +164,21 @@ class Writer:
         made = {p: _PartitionProducer(self._config(p), p) for p in new}
 
         async def init(p: int) -> None:
+            call = self._run(made[p].producer.init_transactions, self._timeout)
             try:
-                await self._run(made[p].producer.init_transactions, self._timeout)
+                # The client's own timeout is not enough: seen in CI's broker
+                # outage test, every worker's init_transactions was still
+                # blocked 5 minutes after the broker came back (timeout 6 s),
+                # and the ledger stood still. A bound of our own ends it; the
+                # worker then stops for a restart (processor.agent `fence`).
+                await asyncio.wait_for(call, self._timeout + FENCE_GRACE)
             except KafkaException as exc:
                 raise WriteFailed(f"partition {p}: init_transactions failed: {exc}") from None
+            except TimeoutError:
+                raise WriteFailed(
+                    f"partition {p}: init_transactions did not return within "
+                    f"{self._timeout + FENCE_GRACE:.0f}s"
+                ) from None
 
         await asyncio.gather(*(init(p) for p in new))
         self._producers.update(made)
