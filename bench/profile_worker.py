@@ -109,13 +109,14 @@ def main() -> None:
             env = {**worker_env(bootstrap, "ledger"), **client_env(args.broker)}
             # No worker has run yet to create the topic.
             argv = [str(BIN / "produce-csv"), "--no-progress", "--on-error", "silent"]
-            subprocess.run(
-                [*argv, "--create-topic", "-" if args.plain_input else str(csv)],
-                env=env,
-                stdin=csv.open("rb") if args.plain_input else subprocess.DEVNULL,
-                check=True,
-                stderr=subprocess.DEVNULL,
-            )
+            with csv.open("rb") as rows:
+                subprocess.run(
+                    [*argv, "--create-topic", "-" if args.plain_input else str(csv)],
+                    env=env,
+                    stdin=rows if args.plain_input else subprocess.DEVNULL,
+                    check=True,
+                    stderr=subprocess.DEVNULL,
+                )
             # Tansu's listed ends under-report (LEDGER_END_OFFSETS).
             ends = end_offsets(bootstrap, TOPIC, PARTITIONS, by_reading=args.broker == "tansu")
             if args.code is not None:

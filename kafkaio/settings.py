@@ -145,6 +145,11 @@ class Settings:
         if not self.bootstrap_servers:
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")
 
+    @property
+    def ends_by_reading(self) -> bool:
+        """Whether partition ends are read to the EOF (`end_offsets`: "read"), not listed."""
+        return self.end_offsets == "read"
+
     def changelog_topic(self, table: str) -> str:
         """Faust names a table's changelog `<app id>-<table>-changelog`."""
         return f"{self.app_id}-{table}-changelog"

@@ -117,7 +117,7 @@ def wait_for_lag_zero(settings: Settings, timeout: float) -> dict[int, int]:
             topic,
             partitions,
             settings.isolation_level,
-            by_reading=settings.end_offsets == "read",
+            by_reading=settings.ends_by_reading,
         )
         done = committed_offsets(settings.bootstrap_servers, settings.app_id, topic, partitions)
         lag = {p: ends[p] - max(done.get(p, 0), 0) for p in ends}

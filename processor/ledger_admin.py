@@ -176,7 +176,7 @@ def status(bootstrap_servers: str | None, app_id: str | None) -> None:
         bootstrap, topic = settings.bootstrap_servers, settings.transactions_topic
         state = group_state(bootstrap, settings.app_id)
         partitions = partition_count(bootstrap, topic, timeout=2)
-        ends = end_offsets(bootstrap, topic, partitions, by_reading=settings.end_offsets == "read")
+        ends = end_offsets(bootstrap, topic, partitions, by_reading=settings.ends_by_reading)
         done = committed_offsets(bootstrap, settings.app_id, topic, partitions)
         changelogs = {}
         for table in TABLES:

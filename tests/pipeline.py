@@ -107,7 +107,7 @@ class Pipeline:
             topic,
             self.partitions if partitions is None else partitions,
             settings.isolation_level,
-            by_reading=settings.end_offsets == "read",
+            by_reading=settings.ends_by_reading,
         )
 
     def create_topics(self) -> None:
