@@ -35,6 +35,7 @@ from kafkaio.admin import (
 )
 from kafkaio.settings import Settings
 from ledger.keys import Placement
+from processor import control_batches
 from processor.batch import TOO_LARGE, Outcome, Record, apply_batch
 from processor.metrics import WorkerMetrics
 from processor.patience import until_answered
@@ -100,6 +101,9 @@ class BatchWorker:
         )
         self.batches = 0
         self.applied = 0
+        #: Holes passed because the consumer read them as markers, and holes asked about.
+        self.markers_read = 0
+        self.holes_asked = 0
         #: Rows refused by the rules, per reason, and messages sent to the DLQ.
         self.rejected: Counter[str] = Counter()
         self.dead_lettered = 0
@@ -245,7 +249,8 @@ class BatchWorker:
         steps = " ".join(f"{step}_s={s:.2f}" for step, s in self.seconds.items())
         return (
             f"applied={self.applied} dead_lettered={self.dead_lettered} {reasons} "
-            f"batches={self.batches} {steps}"
+            f"batches={self.batches} markers_read={self.markers_read} "
+            f"holes_asked={self.holes_asked} {steps}"
         ).strip()
 
     async def process(self, records: Sequence[Record]) -> None:
@@ -281,6 +286,7 @@ class BatchWorker:
         admitted = self.sequencer.admit(records)
         if admitted.holes:
             asked = time.perf_counter()
+            self._past_markers_read(admitted)
             await self._past_skips(admitted)
             self.seconds["skips"] += time.perf_counter() - asked
         if admitted.duplicates:
@@ -332,6 +338,29 @@ class BatchWorker:
             if partition not in admitted.holes:
                 await self._seek_again(partition)
 
+    def _past_markers_read(self, admitted: Admitted) -> None:
+        """Go on past holes the consumer itself read as transaction markers (no question asked).
+
+        processor.control_batches notes every control batch aiokafka's
+        fetcher passes over; a hole made only of those held no record.
+        """
+        topic = self.settings.transactions_topic
+        while True:
+            skips = {
+                p
+                for p, missing in admitted.holes.items()
+                if admitted.held.get(p)
+                and control_batches.seen.covers(topic, p, missing, admitted.held[p][0].offset)
+            }
+            if not skips:
+                return
+            self.markers_read += len(skips)
+            self.metrics.holes.labels("marker_read").inc(len(skips))
+            for p in skips:
+                self.sequencer.skip_to(p, admitted.held[p][0].offset)
+                control_batches.seen.forget_below(topic, p, admitted.held[p][0].offset)
+            self.sequencer.readmit(admitted, skips)
+
     async def _past_skips(self, admitted: Admitted) -> None:
         """Go on past holes where the broker has no record: no seek, no fetching again.
 
@@ -348,6 +377,8 @@ class BatchWorker:
             if not asked:
                 return
             # All of them in one question: a batch often has a marker on most partitions.
+            self.holes_asked += len(asked)
+            self.metrics.holes.labels("asked").inc(len(asked))
             present = await until_answered(self.probe.first_offsets_from, topic, asked)
             skips = set()
             for partition, found in present.items():
@@ -391,7 +422,9 @@ class BatchWorker:
         own, and the group's offset with it. No record is ever passed over:
         under read_committed the end is the last stable offset. Only asked
         once fetches come back empty: while records flow, a marker is
-        followed by records and the hole check passes it (`_past_skips`).
+        followed by records and the hole check passes it (`_past_skips`);
+        and only once the consumer has read up to the end: markers it read
+        on the way (processor.control_batches) then need no question.
         """
         topic = self.settings.transactions_topic
         consumer = self.app.consumer
@@ -402,6 +435,7 @@ class BatchWorker:
             if self.app.rebalancing:
                 return
             asked = {}
+            known: dict[int, int] = {}
             for p in sorted(self.owned):
                 expected = self.sequencer.expected.get(p)
                 if expected is None or p in self.sequencer.waiting:
@@ -411,19 +445,36 @@ class BatchWorker:
                 highwater = consumer.highwater(TP(topic, p))
                 if highwater is None or highwater <= expected:
                     continue
-                asked[p] = expected
-            if not asked:
-                return
-            answers = await until_answered(self.probe.next_records_or_ends, topic, asked)
-            moves = {}
+                read_to = await consumer.position(TP(topic, p))
+                if read_to is not None and read_to < highwater:
+                    # The consumer has yet to hand over what lies up to the end
+                    # (records, or markers it will note): not a question yet.
+                    continue
+                if control_batches.seen.covers(topic, p, expected, highwater):
+                    # Only markers the consumer has read lie up to the end.
+                    known[p] = highwater
+                    self.markers_read += 1
+                    self.metrics.holes.labels("marker_read").inc()
+                else:
+                    asked[p] = expected
+            moves = dict(known)
+            if asked:
+                self.holes_asked += len(asked)
+                self.metrics.holes.labels("asked").inc(len(asked))
+                answers = await until_answered(self.probe.next_records_or_ends, topic, asked)
+            else:
+                answers = {}
             for p, (end, is_record) in answers.items():
                 if not is_record and end > asked[p]:
                     moves[p] = end
                 # Either way, not asked again before `quiet` has passed.
                 self._last_records[p] = now
+            for p in known:
+                self._last_records[p] = now
             if moves:
                 for p, end in moves.items():
                     self.sequencer.skip_to(p, end)
+                    control_batches.seen.forget_below(topic, p, end)
                 await self._commit_transactions(moves)
                 await self._commit_offsets(moves)
 

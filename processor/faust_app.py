@@ -11,6 +11,7 @@ import faust
 from kafkaio.security import Security
 from kafkaio.settings import Settings
 from processor.agent import install
+from processor.control_batches import install as note_control_batches
 from processor.logs import configure_rejects_log
 from processor.producer_metadata import keep_known_topics_on_add
 from processor.recovery import TrueEndRecovery
@@ -27,6 +28,7 @@ def create_app(settings: Settings) -> faust.App:
     keep_known_topics_on_add()
     # Before the worker starts: a cancelled waiter must not break topic creation.
     shield_stampede_waiters()
+    note_control_batches()
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,

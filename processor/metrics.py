@@ -72,6 +72,14 @@ class WorkerMetrics:
         self.batches = Counter(
             "ledger_batches_committed", "Batches committed.", registry=self.registry
         )
+        self.holes = Counter(
+            "ledger_input_holes",
+            "Offsets missing from the input's sequence, by how they were resolved: "
+            "`marker_read` (a transaction marker the consumer read) or `asked` (the "
+            "broker was asked what is there).",
+            ["resolved"],
+            registry=self.registry,
+        )
         #: partition -> the offset this worker committed last (the next to read).
         self.committed: dict[int, int] = {}
         #: Set by whoever knows the consumer (processor.web); None: no lag series.

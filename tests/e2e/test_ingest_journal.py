@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.workload import generate
+from tests.e2e.test_observability import scrape
 from tests.helpers import run
 from tests.pipeline import Pipeline, script
 
@@ -167,3 +168,28 @@ def test_standard_input_with_a_source_id_resumes_after_the_last_line_published(
     whole = tmp_path / "whole.csv"
     whole.write_bytes(fixed)
     assert exported.stdout == run(whole).stdout  # the withdrawal once: 6.0000
+
+
+def test_a_worker_passes_the_journals_commit_markers_without_asking_the_broker(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:  # issue 12: the markers' holes are explained by what the consumer read
+    csv = tmp_path / "day.csv"
+    csv.write_text("".join(generate(20_000, 60, seed=5)))
+    # A transaction every 10 ms: a few commit markers per partition.
+    assert pipeline.produce(csv, "--commit-interval", "0.01").returncode == 0
+    markers = _published(pipeline) - 20_000
+    assert markers > 10, markers
+
+    worker = pipeline.start_worker(web=True)
+    exported = pipeline.export()
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout == run(csv).stdout
+    holes = {
+        dict(labels)["resolved"]: value
+        for (name, labels), value in scrape(pipeline.web_url(worker, "/metrics")).items()
+        if name == "ledger_input_holes_total"
+    }
+    # Every hole was a marker the consumer had read: none was asked about
+    # (processor.control_batches). Without the patch each one is a question.
+    assert holes.get("marker_read", 0) > 0, holes
+    assert holes.get("asked", 0) == 0, holes
