@@ -445,6 +445,40 @@ class OffsetProbe:
 BATCH_WAIT = 0.05
 
 
+class EndOffsets:
+    """Ends of several topics' partitions, asked often through one consumer (worker checkpoints).
+
+    Under read_committed the broker answers the last stable offset; a broker
+    that under-reports (Tansu) only makes the answer smaller, which is the
+    safe side for every caller here (a restore then reads a little more).
+    """
+
+    def __init__(self, bootstrap: str, isolation: str = READ_COMMITTED) -> None:
+        self._bootstrap = bootstrap
+        self._isolation = isolation
+        self._consumer: Consumer | None = None
+
+    @translated
+    def ask(self, topics: dict[str, str], partitions: list[int]) -> dict[str, dict[int, int]]:
+        """{name: {partition: end}} for each `topics` name -> topic."""
+        if self._consumer is None:
+            self._consumer = _eof_consumer(self._bootstrap, self._isolation)
+        ends: dict[str, dict[int, int]] = {}
+        for name, topic in topics.items():
+            ends[name] = {}
+            for p in partitions:
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=10, cached=False
+                )
+                ends[name][p] = int(high)
+        return ends
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
 class _Stall:
     """Gives up on a read that stopped moving: no record and no end for STALL_SECONDS.
 

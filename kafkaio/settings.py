@@ -35,6 +35,11 @@ ENV = {
     "isolation_level": "LEDGER_ISOLATION_LEVEL",
     "ingest_topic": "LEDGER_INGEST_TOPIC",
     "end_offsets": "LEDGER_END_OFFSETS",
+    "data_dir": "LEDGER_DATA_DIR",
+    "state_cache_mb": "LEDGER_STATE_CACHE_MB",
+    "state_write_buffer_mb": "LEDGER_STATE_WRITE_BUFFER_MB",
+    "checkpoint_interval": "LEDGER_CHECKPOINT_INTERVAL",
+    "fault_local_first": "LEDGER_FAULT_LOCAL_FIRST",
 }
 
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
@@ -76,8 +81,8 @@ class Settings:
     log_level: str = "warning"
     #: Level of the `ledger.rejects` log (processor.logs); empty: `log_level`.
     rejects_log_level: str = ""
-    #: Test hook, seconds: the worker's first table recovery step is made this
-    #: much slower, to time it out on purpose (processor.recovery). Keep 0.
+    #: Test hook, seconds: the worker's first restore of its local state is
+    #: made this much slower, past the request timeout (processor.agent). Keep 0.
     fault_slow_recovery: float = 0.0
     #: Test hook: each worker process gets transactional ids of its own, so
     #: nothing fences a previous owner (what the zombie and network-cut
@@ -99,6 +104,21 @@ class Settings:
     #: broker whose ListOffsets under-reports: Tansu 0.6 answers the base
     #: offset of the last record batch + 1 (embedded.broker.client_env).
     end_offsets: str = "listed"
+    #: Where a worker keeps its partitions' state (state.store, one RocksDB per
+    #: partition), in a slot of its own (state.slots): a volume per replica
+    #: in production, so that a restart reads only the changelogs' tails.
+    data_dir: str = "ledger-data"
+    #: RocksDB block cache for all of a worker's stores, MiB (memtables are charged to it).
+    state_cache_mb: int = 64
+    #: RocksDB write buffers (memtables) for all of a worker's stores, MiB.
+    state_write_buffer_mb: int = 32
+    #: Seconds between two records of where a restore would start (state.store
+    #: `checkpoint`): at most this much changelog is read again after a crash.
+    checkpoint_interval: float = 1.0
+    #: Test hook: a batch is written to the local store BEFORE its transaction
+    #: commits, and the process then dies without committing: a store ahead
+    #: of its changelog, which the restore must catch. Keep empty; "1" turns it on.
+    fault_local_first: str = ""
     #: produce-csv's ingestion journal (producers.journal); empty: `<transactions topic>-ingest`.
     ingest_topic: str = ""
     #: How clients authenticate and encrypt (kafkaio.security: its own KAFKA_* variables).
@@ -144,6 +164,10 @@ class Settings:
             )
         if not self.bootstrap_servers:
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")
+        if self.state_cache_mb < 8 or self.state_write_buffer_mb < 4:
+            raise SettingsError(
+                "LEDGER_STATE_CACHE_MB must be >= 8 and LEDGER_STATE_WRITE_BUFFER_MB >= 4"
+            )
 
     @property
     def ends_by_reading(self) -> bool:

@@ -21,9 +21,9 @@ Streams' record cache does the same: one changelog record per key per commit).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, cast
 
 import orjson
 
@@ -68,6 +68,12 @@ class Outcome:
     reasons: Counter[Reason] = field(default_factory=Counter)
 
 
+class Readable(Protocol):
+    """What the core reads a table through: a dict, or a partition's store (state.store)."""
+
+    def get(self, key: bytes, default: None = None, /) -> bytes | None: ...
+
+
 class _Loader:
     """First access of a key in a batch: remember its value before the batch, loading it if needed.
 
@@ -78,7 +84,7 @@ class _Loader:
     start from, and the entry is rewritten even if this batch leaves it as is.
     """
 
-    def __init__(self, store: Mapping[bytes, bytes], start: int) -> None:
+    def __init__(self, store: Readable, start: int) -> None:
         self.store = store
         #: The batch's working state, what `Ledger` reads and changes.
         self.cache: dict[int, Any] = {}
@@ -136,8 +142,8 @@ _DETAIL = 200
 
 def apply_partition(
     records: Sequence[Record],
-    accounts: Mapping[bytes, bytes],
-    deposits: Mapping[bytes, bytes],
+    accounts: Readable,
+    deposits: Readable,
     outcome: Outcome,
     placement: Placement,
 ) -> None:
@@ -247,10 +253,21 @@ def apply_batch(
     order (processor.sequencing makes sure of that). `placement` knows the
     partition count of the input topic, for the M1 checks.
     """
+    tables = (cast(Readable, accounts), cast(Readable, deposits))
+    return apply_batch_to(records, lambda _partition: tables, placement)
+
+
+#: partition -> (its accounts, its deposits), as the core reads them.
+TablesOf = Callable[[int], tuple[Readable, Readable]]
+
+
+def apply_batch_to(records: Sequence[Record], tables_of: TablesOf, placement: Placement) -> Outcome:
+    """`apply_batch` with each partition's own tables (the worker keeps a store per partition)."""
     by_partition: dict[int, list[Record]] = {}
     for record in records:
         by_partition.setdefault(record.partition, []).append(record)
     outcome = Outcome()
-    for partition_records in by_partition.values():
+    for partition, partition_records in by_partition.items():
+        accounts, deposits = tables_of(partition)
         apply_partition(partition_records, accounts, deposits, outcome, placement)
     return outcome

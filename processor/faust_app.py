@@ -14,7 +14,6 @@ from processor.agent import install
 from processor.control_batches import install as note_control_batches
 from processor.logs import configure_rejects_log
 from processor.producer_metadata import keep_known_topics_on_add
-from processor.recovery import TrueEndRecovery
 from processor.stampede_patch import install as shield_stampede_waiters
 from processor.startup import BrokerWaitingWorker
 from processor.transport import ReadCommittedConsumerThread
@@ -32,10 +31,11 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
+        # No Faust tables: the state is state.store's (processor.agent).
         store="memory://",
-        # Recovers tables to the changelog end the broker serves, not the one it
-        # reports (they differ on Tansu; see processor.recovery).
-        TableManager="processor.recovery:TrueEndTableManager",
+        # Rebalances survive timeouts and outages, and the state's restore is
+        # not cut off by the request timeout (processor.recovery).
+        TableManager="processor.recovery:PatientTableManager",
         # Waits for the broker at start instead of exiting 1 (processor.startup).
         Worker="processor.startup:BrokerWaitingWorker",
         # Values are bytes we encode ourselves (processor.state): one format in
@@ -86,8 +86,6 @@ def create_app(settings: Settings) -> faust.App:
         # `web_enabled=False` is not enough: `faust worker` sets it back to True
         # unless given --without-web, and a second worker then dies on the port.
         app.boot_strategy.enable_web = False
-    TrueEndRecovery.slow_first_highwaters = settings.fault_slow_recovery
-    TrueEndRecovery.isolation_level = settings.isolation_level
     ReadCommittedConsumerThread.isolation_level = settings.isolation_level
     BrokerWaitingWorker.settings = settings
     configure_rejects_log(settings)

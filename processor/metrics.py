@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -80,6 +80,26 @@ class WorkerMetrics:
             ["resolved"],
             registry=self.registry,
         )
+        self.restored_records = Counter(
+            "ledger_state_restored_records",
+            "Changelog records read into the local state (state.restore), by input partition: "
+            "after a restart on the same disk, only the changelogs' tails.",
+            ["partition"],
+            registry=self.registry,
+        )
+        self.restore_remaining = Gauge(
+            "ledger_state_restore_remaining_records",
+            "Changelog records the running restore of a partition has still to read (0 when done).",
+            ["partition"],
+            registry=self.registry,
+        )
+        self.restore_seconds = Gauge(
+            "ledger_state_restore_seconds",
+            "Seconds the last restore took (every partition assigned in that rebalance).",
+            registry=self.registry,
+        )
+        #: partition -> records counted into `restored_records` by the running restore.
+        self._restoring: dict[int, int] = {}
         #: partition -> the offset this worker committed last (the next to read).
         self.committed: dict[int, int] = {}
         #: Set by whoever knows the consumer (processor.web); None: no lag series.
@@ -103,6 +123,21 @@ class WorkerMetrics:
             self.changelog.labels(table=table).inc(n)
         self.batch_seconds.observe(seconds)
         self.batches.inc()
+
+    def restore_progress(self, partition: int, read: int, total: int) -> None:
+        """Called from the restore's thread as it goes (prometheus_client is thread-safe)."""
+        label = str(partition)
+        self.restored_records.labels(label).inc(read - self._restoring.get(partition, 0))
+        self._restoring[partition] = read
+        self.restore_remaining.labels(label).set(max(0, total - read))
+
+    def restored(self, partitions: set[int], seconds: float) -> None:
+        for partition in partitions:
+            # A series per partition restored, even when nothing was read.
+            self.restored_records.labels(str(partition)).inc(0)
+            self.restore_remaining.labels(str(partition)).set(0)
+        self._restoring.clear()
+        self.restore_seconds.set(seconds)
 
     def record_commit(self, offsets: Mapping[int, int]) -> None:
         """The offsets (next to read, per partition) the agent has just committed."""

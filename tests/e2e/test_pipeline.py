@@ -101,13 +101,14 @@ def test_export_writes_a_file_atomically_and_speaks_jsonl(
     ] == rows
 
 
-def test_a_table_recovery_step_that_times_out_is_retried_not_abandoned(
+def test_a_state_restore_longer_than_the_request_timeout_is_not_cut_off(
     pipeline: Pipeline, tmp_path: Path
-) -> None:
-    # Faust reads a timed-out recovery step as "stopped" and ends its recovery
-    # loop: the worker would keep its partitions and never apply a record
-    # (processor.recovery). The hook makes the restarted worker's first step
-    # take longer than the request timeout (5 s here).
+) -> None:  # issue 13: a cold restore of a long history takes minutes
+    # Faust bounds every step of its recovery, the seek that restores the
+    # local state included, by the request timeout (processor.recovery): a
+    # restore of a long changelog would be cut off and started over, again
+    # and again. The hook makes the restarted worker's restore take longer
+    # than the request timeout (5 s here).
     first, second, whole = _halves(tmp_path, rows=6_000, clients=300, seed=13)
     _apply_with_one_worker_then_stop_it(pipeline, first)
 
@@ -117,4 +118,4 @@ def test_a_table_recovery_step_that_times_out_is_retried_not_abandoned(
     exported = pipeline.export(timeout=120)
     assert exported.returncode == 0, exported.stderr + pipeline.logs().encode()
     assert exported.stdout == _expected(whole)
-    assert "recovery step timed out" in pipeline.logs()
+    assert "recovery step timed out" not in pipeline.logs()
