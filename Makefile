@@ -7,7 +7,7 @@ CSV    ?= examples/transactions.csv
 # tansu (embedded, in memory) or kafka (Apache Kafka from Maven Central jars, cached outside the clone)
 BROKER ?= tansu
 
-.PHONY: install lock kafka-jars test test-fast fuzz test-security lint demo bench bench-pipeline bench-latency bench-ingest profile-worker chaos chaos-broker chaos-zombies chaos-netcut chaos-ingest clean
+.PHONY: install lock kafka-jars test test-fast fuzz test-security lint demo bench bench-pipeline bench-latency bench-state bench-ingest profile-worker chaos chaos-broker chaos-zombies chaos-netcut chaos-ingest clean
 
 # Exact versions with hashes (requirements.lock), then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -93,6 +93,10 @@ bench-pipeline: $(STAMP)
 ## end-to-end latency (produce -> visible to a read_committed reader), p50/p99 at 1k, 10k, 50k events/s
 bench-latency: $(STAMP)
 	$(BIN)/python -m bench.bench_latency --broker $(BROKER)
+
+## the local state at N deposits: processing, RSS, restart, cold restore, failover (Apache Kafka)
+bench-state: $(STAMP) kafka-jars
+	$(BIN)/python -m bench.bench_state --broker kafka
 
 ## produce-csv with the ingestion journal against without it (BROKER=kafka|tansu)
 bench-ingest: $(STAMP)

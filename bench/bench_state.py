@@ -27,6 +27,7 @@ are per run, medians reported.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import subprocess
@@ -39,6 +40,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.bench_pipeline import (
+    BIN,
     PARTITIONS,
     TOPIC,
     _produce,
@@ -49,7 +51,7 @@ from bench.bench_pipeline import (
     worker_env,
 )
 from embedded.broker import client_env, running_broker
-from kafkaio.admin import end_offsets, wait_for_broker
+from kafkaio.admin import committed_offsets, end_offsets, wait_for_broker
 
 CLIENTS = 5_000
 
@@ -66,6 +68,12 @@ class Figures:
     cold_s: float = 0.0
     cold_restore_s: float = 0.0
     cold_records: float = 0.0
+    #: kill -9 of one of two workers while input flows: seconds until every
+    #: partition it owned commits again on the survivor, with and without standbys.
+    #: The worker's data directory after the restart, bytes per deposit.
+    disk_per_deposit: float = 0.0
+    failover_s: float = 0.0
+    failover_no_standby_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -107,6 +115,62 @@ def _start_and_time(
     return procs[0], ports[0], time.perf_counter() - started
 
 
+def _owned(port: int) -> list[int]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+            return list(json.loads(answer.read())["partitions"])
+    except OSError:
+        return []
+
+
+def _failover(env: dict[str, str], bootstrap: str, workdir: Path, standby: str) -> float:
+    """Two workers; kill -9 one while rows flow; seconds until its partitions commit again."""
+    env = {**env, "LEDGER_STANDBY_REPLICAS": standby}
+    procs, ports = _start_workers(env, 2, workdir)
+    try:
+        _wait_until_ready(ports, timeout=3600)
+        while not lag_zero(bootstrap, "state", end_offsets(bootstrap, TOPIC, PARTITIONS)):
+            time.sleep(0.2)
+        time.sleep(4)  # standbys catch up
+        victim = _owned(ports[0])
+        flow = workdir / "flow.csv"
+        tx = 10**9
+        stop = time.monotonic() + 60
+        feeder = None
+
+        def feed() -> subprocess.Popen[bytes]:
+            nonlocal tx
+            with flow.open("w") as f:
+                f.write("type,client,tx,amount\n")
+                for _ in range(2_000):
+                    tx += 1
+                    f.write(f"deposit,{tx % CLIENTS + 1},{tx},1.0\n")
+            return subprocess.Popen(
+                [str(BIN / "produce-csv"), str(flow), "--no-progress", "--force"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+        feeder = feed()
+        feeder.wait()
+        at_kill = committed_offsets(bootstrap, "state", TOPIC, PARTITIONS)
+        procs[0].kill()
+        killed = time.perf_counter()
+        feeder = feed()
+        while time.monotonic() < stop:
+            if feeder.poll() is not None:
+                feeder = feed()
+            done = committed_offsets(bootstrap, "state", TOPIC, PARTITIONS)
+            if all(done.get(p, -1) > at_kill.get(p, -1) for p in victim):
+                return time.perf_counter() - killed
+            time.sleep(0.1)
+        return float("nan")
+    finally:
+        procs[0].kill()
+        _stop(procs[1:])
+
+
 def one_run(csv: Path, n: int, engine: str, workdir: Path, baseline: Path | None) -> Figures:
     code = {} if baseline is None else {"PYTHONPATH": str(baseline)}
     figures = Figures("baseline" if baseline else "this", n)
@@ -133,6 +197,11 @@ def one_run(csv: Path, n: int, engine: str, workdir: Path, baseline: Path | None
         figures.restart_restore_s = m.get("ledger_state_restore_seconds", float("nan"))
         figures.restart_records = m.get("ledger_state_restored_records_total", float("nan"))
         _stop([proc])
+        data = workdir / "ledger-data"
+        if data.exists():
+            figures.disk_per_deposit = (
+                sum(f.stat().st_size for f in data.rglob("*") if f.is_file()) / n
+            )
 
         # 3. Cold: the data directory gone (a new node).
         if baseline is None:
@@ -142,6 +211,9 @@ def one_run(csv: Path, n: int, engine: str, workdir: Path, baseline: Path | None
             figures.cold_restore_s = m.get("ledger_state_restore_seconds", 0.0)
             figures.cold_records = m.get("ledger_state_restored_records_total", 0.0)
             _stop([proc])
+            if engine == "kafka":  # standbys follow the group's member list
+                figures.failover_s = _failover(env, bootstrap, workdir / "f1", "1")
+                figures.failover_no_standby_s = _failover(env, bootstrap, workdir / "f0", "0")
         else:
             figures.cold_s = figures.restart_s
     return figures
@@ -171,10 +243,13 @@ def main() -> None:
                     results.append(f)
                     print(
                         f"{n:,} deposits run {run} {f.code}: {f.events_per_s:,.0f} events/s, "
-                        f"RSS {f.rss_mb:.0f} MB; restart {f.restart_s:.1f}s to ready "
+                        f"RSS {f.rss_mb:.0f} MB, disk {f.disk_per_deposit:.0f} B/deposit; "
+                        f"restart {f.restart_s:.1f}s to ready "
                         f"(restore {f.restart_restore_s:.2f}s, {f.restart_records:,.0f} records); "
                         f"cold {f.cold_s:.1f}s to ready (restore {f.cold_restore_s:.1f}s, "
-                        f"{f.cold_records:,.0f} records, {f.cold_rate:,.0f}/s)",
+                        f"{f.cold_records:,.0f} records, {f.cold_rate:,.0f}/s); failover "
+                        f"{f.failover_s:.1f}s with a standby, "
+                        f"{f.failover_no_standby_s:.1f}s without",
                         flush=True,
                     )
     _report(results)
@@ -183,9 +258,9 @@ def main() -> None:
 def _report(results: list[Figures]) -> None:
     print(
         "\n| deposits | code | events/s | RSS MB | restart to ready s | restore s (records) "
-        "| cold to ready s | cold restore records/s |"
+        "| cold to ready s | cold restore records/s | failover s: standby / none |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     keys = sorted({(f.deposits, f.code) for f in results}, key=lambda k: (k[0], k[1] != "this"))
     med = statistics.median
     for n, code in keys:
@@ -195,7 +270,9 @@ def _report(results: list[Figures]) -> None:
             f"{med(f.rss_mb for f in fs):.0f} | {med(f.restart_s for f in fs):.1f} | "
             f"{med(f.restart_restore_s for f in fs):.2f} "
             f"({med(f.restart_records for f in fs):,.0f}) "
-            f"| {med(f.cold_s for f in fs):.1f} | {med(f.cold_rate for f in fs):,.0f} |"
+            f"| {med(f.cold_s for f in fs):.1f} | {med(f.cold_rate for f in fs):,.0f} | "
+            f"{med(f.failover_s for f in fs):.1f} / "
+            f"{med(f.failover_no_standby_s for f in fs):.1f} |"
         )
     for n in sorted({f.deposits for f in results}):
         mine = [f for f in results if f.deposits == n and f.code == "this"]

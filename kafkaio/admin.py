@@ -458,19 +458,32 @@ class EndOffsets:
         self._isolation = isolation
         self._consumer: Consumer | None = None
 
-    @translated
-    def ask(self, topics: dict[str, str], partitions: list[int]) -> dict[str, dict[int, int]]:
-        """{name: {partition: end}} for each `topics` name -> topic."""
+    def ask(
+        self, topics: dict[str, str], partitions: list[int], timeout: float = 5.0
+    ) -> dict[str, dict[int, int]]:
+        """{name: {partition: end}} for each `topics` name -> topic.
+
+        One try, bounded by `timeout` in all: the worker asks between two
+        batches, and a broker that does not answer at once is better left
+        alone (the answer is only an optimisation). Raises BrokerUnavailable.
+        """
         if self._consumer is None:
             self._consumer = _eof_consumer(self._bootstrap, self._isolation)
+        deadline = time.monotonic() + timeout
         ends: dict[str, dict[int, int]] = {}
-        for name, topic in topics.items():
-            ends[name] = {}
-            for p in partitions:
-                _low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=10, cached=False
-                )
-                ends[name][p] = int(high)
+        try:
+            for name, topic in topics.items():
+                ends[name] = {}
+                for p in partitions:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise BrokerUnavailable(f"partition ends: no answer in {timeout:.0f}s")
+                    _low, high = self._consumer.get_watermark_offsets(
+                        TopicPartition(topic, p), timeout=left, cached=False
+                    )
+                    ends[name][p] = int(high)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"partition ends: {exc.args[0]}") from exc
         return ends
 
     def close(self) -> None:
@@ -591,6 +604,18 @@ def group_state(bootstrap: str, group: str) -> GroupState:
     return GroupState(described.state.name, len(described.members))
 
 
+@translated
+def group_members(bootstrap: str, group: str, topic: str) -> dict[str, set[int]]:
+    """Each member of the group (by member id) and the partitions of `topic` it holds."""
+    admin = admin_client(bootstrap)
+    described = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    members: dict[str, set[int]] = {}
+    for member in described.members:
+        held = member.assignment.topic_partitions if member.assignment else []
+        members[member.member_id] = {tp.partition for tp in held if tp.topic == topic}
+    return members
+
+
 def join_refused(bootstrap: str, group: str, topic: str, timeout: float = 5.0) -> bool:
     """Try to join `group` with a protocol no worker uses; True if the broker refused.
 
@@ -599,11 +624,11 @@ def join_refused(bootstrap: str, group: str, topic: str, timeout: float = 5.0) -
     some group request makes it look again (measured: 40 s and more). A
     JoinGroup is such a request. While any member is alive the broker refuses
     it (INCONSISTENT_GROUP_PROTOCOL: the workers' assignor is Faust's, ours is
-    roundrobin), so a running group is never rebalanced by this; on an empty
-    group the join succeeds and we leave at once.
+    roundrobin) or shares the partitions with the members; on an empty group
+    the join gets every partition and we leave at once.
     """
     refused: list[KafkaError] = []
-    joined: list[bool] = []
+    joined: list[int] = []
     consumer = Consumer(
         {
             **client_config(bootstrap),
@@ -614,13 +639,22 @@ def join_refused(bootstrap: str, group: str, topic: str, timeout: float = 5.0) -
         }
     )
     try:
-        consumer.subscribe([topic], on_assign=lambda _c, _partitions: joined.append(True))
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        count = len(meta.partitions) if meta is not None and meta.partitions else 0
+        consumer.subscribe([topic], on_assign=lambda _c, held: joined.append(len(held)))
         deadline = time.monotonic() + timeout
         while not refused and not joined and time.monotonic() < deadline:
             consumer.poll(0.2)
     finally:
         consumer.close()
-    return not joined
+    # Joined with only some of the partitions: others hold the rest. (Tansu
+    # was seen to accept the join while a worker was a member, once the
+    # workers' rebalances became quick: the assignment is what tells.)
+    return not joined or joined[-1] < count
+
+
+#: Seconds `set_group_offsets` waits for a broker still counting a member that left.
+MEMBER_GONE_SECONDS = 60.0
 
 
 @translated
@@ -635,10 +669,18 @@ def set_group_offsets(bootstrap: str, group: str, topic: str, offsets: dict[int,
     request = ConsumerGroupTopicPartitions(
         group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
     )
-    result = admin.alter_consumer_group_offsets([request], request_timeout=30)[group].result()
-    failed = [tp for tp in result.topic_partitions if tp.error is not None]
-    if failed:
-        raise KafkaIOError(f"could not reset offsets of group {group!r}: {failed}")
+    deadline = time.monotonic() + MEMBER_GONE_SECONDS
+    while True:
+        result = admin.alter_consumer_group_offsets([request], request_timeout=30)[group].result()
+        failed = [tp for tp in result.topic_partitions if tp.error is not None]
+        if not failed:
+            return
+        # Tansu 0.6 answers UNKNOWN_MEMBER_ID for a while after the last member
+        # (a stopped worker, our own join probe) left an idle group: ask again.
+        lingering = all(tp.error.code() == KafkaError.UNKNOWN_MEMBER_ID for tp in failed)
+        if not lingering or time.monotonic() > deadline:
+            raise KafkaIOError(f"could not reset offsets of group {group!r}: {failed}")
+        time.sleep(1.0)
 
 
 @translated

@@ -40,6 +40,7 @@ ENV = {
     "state_write_buffer_mb": "LEDGER_STATE_WRITE_BUFFER_MB",
     "checkpoint_interval": "LEDGER_CHECKPOINT_INTERVAL",
     "fault_local_first": "LEDGER_FAULT_LOCAL_FIRST",
+    "standby_replicas": "LEDGER_STANDBY_REPLICAS",
 }
 
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
@@ -115,6 +116,10 @@ class Settings:
     #: Seconds between two records of where a restore would start (state.store
     #: `checkpoint`): at most this much changelog is read again after a crash.
     checkpoint_interval: float = 1.0
+    #: Warm copies of each partition kept by other workers (state.standby),
+    #: from the changelogs: the worker that takes a partition over reads only
+    #: the last records. Needs a broker that lists group members (Kafka).
+    standby_replicas: int = 1
     #: Test hook: a batch is written to the local store BEFORE its transaction
     #: commits, and the process then dies without committing: a store ahead
     #: of its changelog, which the restore must catch. Keep empty; "1" turns it on.

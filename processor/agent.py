@@ -31,6 +31,7 @@ from kafkaio.admin import (
     EndOffsets,
     OffsetProbe,
     committed_offsets,
+    group_members,
     latest_value,
     partition_count,
     start_offsets,
@@ -48,6 +49,7 @@ from processor.transport import BatchConsumer, use_batch_transport
 from processor.writer import Fenced, Headers, Outgoing, WriteFailed, Writer
 from state.restore import restore
 from state.slots import claim
+from state.standby import Standby
 from state.store import TABLES, PartitionStore, Shared, Tuning, open_store
 
 log = logging.getLogger("ledger.worker")
@@ -79,12 +81,27 @@ class BatchWorker:
             Tuning(settings.state_cache_mb * MIB, settings.state_write_buffer_mb * MIB)
         )
         self.stores: dict[int, PartitionStore] = {}
+        #: The running (or last) restore of assigned partitions (`resume`).
+        self._restoring: asyncio.Future[None] | None = None
+        #: Warm copies of partitions others own (state.standby), or None.
+        self.standby: Standby | None = None
+        if settings.standby_replicas > 0:
+            self.standby = Standby(
+                settings.bootstrap_servers,
+                settings.isolation_level,
+                {t: settings.changelog_topic(t) for t in TABLES},
+                self._store_path,
+                self.shared,
+            )
         self.changelogs = {t: settings.changelog_topic(t) for t in TABLES}
         #: When `from:` offsets were last recorded (state.store `checkpoint`),
         #: and whether a batch was stored since.
         self._checkpointed = 0.0
         self._unrecorded = False
         self.ends = EndOffsets(settings.bootstrap_servers, settings.isolation_level)
+        #: Tombstones for deposits of locked accounts (processor.batch): only
+        #: where every reader skips aborted records (not on Tansu).
+        self._forget_locked = settings.isolation_level == "read_committed"
         #: Test hook (LEDGER_FAULT_SLOW_RECOVERY): the first restore takes this much longer.
         self._slow_restore = settings.fault_slow_recovery
         # internal=True makes the worker create the topic (with our partition
@@ -170,10 +187,14 @@ class BatchWorker:
             delay, self._slow_restore = self._slow_restore, 0.0
             await asyncio.sleep(delay)
         opened: dict[int, PartitionStore] = {}
+        warm = self.standby.release(set(partitions)) if self.standby is not None else {}
+        if warm:
+            log.info("taking over partitions %s from their standby copies", sorted(warm))
+        self.stores.update(warm)
         for p in sorted(partitions):
             store = self.stores.get(p)
             if store is None:
-                path = self.slot.path / f"partition-{p}"
+                path = self._store_path(p)
                 opened[p], wiped = await asyncio.to_thread(open_store, path, p, self.shared)
                 if wiped:
                     log.warning(
@@ -220,7 +241,17 @@ class BatchWorker:
         """
         s = self.settings
         mine = sorted(partitions)
-        await self.restore(partitions)
+        # A restore cut off by a new rebalance (Faust cancels this seek then)
+        # goes on in its thread: let it finish before anything of it is
+        # touched; what it did is checked again by the restore below.
+        if self._restoring is not None and not self._restoring.done():
+            await asyncio.wait({self._restoring})
+        for p in set(self.stores) - partitions:
+            self.stores.pop(p).close()  # a standby of it, if this worker is one, reopens it
+        # Producers a cut-off restore fenced for an older assignment: fence again.
+        self.writer.release(self.writer.partitions)
+        self._restoring = asyncio.ensure_future(self.restore(partitions))
+        await asyncio.shield(self._restoring)
         positions = {}
         for p in mine:
             raw = self.stores[p].accounts.get(position_key(p))
@@ -290,16 +321,53 @@ class BatchWorker:
     async def on_revoked(self, tps: set[TP]) -> None:
         mine = {tp.partition for tp in tps if tp.topic == self.settings.transactions_topic}
         async with self.batch_lock:
-            # No batch open: where a restore would start now is exact.
-            await self._checkpoint(mine & self.owned)
+            # No checkpoint here: a revocation is often a broker outage or a
+            # rebalance, when a question to the broker only delays the group;
+            # the idle and periodic checkpoints keep the tail short anyway.
             self.owned -= mine
             self.sequencer.forget(mine)
             self.writer.release(mine)
             for partition in mine:
                 self._seeks.pop(partition, None)
-                store = self.stores.pop(partition, None)
-                if store is not None:
-                    store.close()
+            # The stores stay open: a restore cut off by this rebalance may
+            # still be writing them in its thread. The next `resume` closes
+            # those no longer assigned, once that restore has finished.
+
+    def _store_path(self, partition: int) -> Path:
+        return self.slot.path / f"partition-{partition}"
+
+    async def refresh_standbys(self) -> None:
+        """Follow the partitions this worker is a standby for, from the group's assignment.
+
+        For each partition, the `standby_replicas` members after its owner in
+        member-id order keep a warm copy; every worker computes the same
+        answer from the same description. A member that cannot tell its own
+        id, or a broker that lists no members (Tansu), keeps none.
+        """
+        if self.standby is None:
+            return
+        s = self.settings
+        me = _member_id(self.app)
+        if me is None:
+            return
+        try:
+            members = await asyncio.to_thread(
+                group_members, s.bootstrap_servers, s.app_id, s.transactions_topic
+            )
+        except KafkaIOError:
+            return
+        if me not in members:
+            return
+        order = sorted(members)
+        keep = set()
+        for owner, held in members.items():
+            at = order.index(owner)
+            followers = [order[(at + j) % len(order)] for j in range(1, len(order))]
+            if me in followers[: s.standby_replicas]:
+                keep |= held
+        async with self.batch_lock:
+            keep -= set(self.stores)  # never a partition whose store is active here
+            self.standby.follow(keep)
 
     async def _checkpoint(self, partitions: set[int]) -> None:
         """Record in each store where a restore would start now (call with no transaction open).
@@ -321,10 +389,7 @@ class BatchWorker:
             log.info("no checkpoint of the local state this time (%s)", exc)
             return
         for p, store in stores.items():
-            store.checkpoint(
-                {table: ends[table][p] for table in TABLES},
-                store.accounts.get(position_key(p)),
-            )
+            store.checkpoint({table: ends[table][p] for table in TABLES})
 
     def _consumer(self) -> BatchConsumer:
         return cast(BatchConsumer, self.app.consumer)
@@ -382,7 +447,9 @@ class BatchWorker:
             log.info("dropped %d records delivered twice", admitted.duplicates)
         clock = time.perf_counter
         started = clock()
-        outcome = apply_batch_to(admitted.records, self._tables_of, self.placement)
+        outcome = apply_batch_to(
+            admitted.records, self._tables_of, self.placement, self._forget_locked
+        )
         applied = clock()
         try:
             self.writer.send_many(self.changelogs["accounts"], outcome.account_writes)
@@ -637,12 +704,12 @@ class BatchWorker:
         self, records: dict[int, tuple[str, bytes, bytes]], outcome: Outcome | None
     ) -> None:
         accounts: dict[int, list[tuple[int, bytes, bytes]]] = {p: [] for p in records}
-        deposits: dict[int, list[tuple[int, bytes, bytes]]] = {p: [] for p in records}
+        deposits: dict[int, list[tuple[int, bytes, bytes | None]]] = {p: [] for p in records}
         if outcome is not None:
             for write in outcome.account_writes:
                 accounts[write[0]].append(write)
-            for write in outcome.deposit_writes:
-                deposits[write[0]].append(write)
+            for deposit in outcome.deposit_writes:
+                deposits[deposit[0]].append(deposit)
         for p, (_topic, key, value) in records.items():
             self.stores[p].commit(accounts[p], deposits[p], (key, value))
 
@@ -742,6 +809,19 @@ def _refuse(message: str, *args: Any) -> NoReturn:
     os._exit(EXIT_INPUT_MISMATCH)
 
 
+def _member_id(app: Any) -> str | None:
+    """This worker's member id in the group, or None before it joined.
+
+    Read from aiokafka's coordinator inside Faust's consumer thread: Faust
+    does not expose it. Pinned: faust-streaming 0.15.3, aiokafka 0.14.0.
+    """
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    member = getattr(coordinator, "member_id", None)
+    return member if isinstance(member, str) and member else None
+
+
 def _source(record: Record) -> dict[str, Any]:
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
@@ -776,6 +856,10 @@ def install(app: faust.App, settings: Settings) -> BatchWorker:
     @app.timer(0.2)  # type: ignore[untyped-decorator]
     async def past_trailing_markers() -> None:
         await worker.past_trailing_markers()
+
+    @app.timer(2.0)  # type: ignore[untyped-decorator]
+    async def refresh_standbys() -> None:
+        await worker.refresh_standbys()
 
     @app.timer(settings.checkpoint_interval)  # type: ignore[untyped-decorator]
     async def checkpoint_when_idle() -> None:

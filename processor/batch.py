@@ -57,7 +57,8 @@ class Outcome:
 
     #: (partition, key, value) to store and send to the changelog, one per touched key.
     account_writes: list[tuple[int, bytes, bytes]] = field(default_factory=list)
-    deposit_writes: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    #: A None value is a tombstone: the deposit can never change again (`forget_locked`).
+    deposit_writes: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
     #: Per partition, the offset of the last record applied.
     last_offsets: dict[int, int] = field(default_factory=dict)
     rejected: list[tuple[Record, dict[str, Any]]] = field(default_factory=list)
@@ -146,6 +147,7 @@ def apply_partition(
     deposits: Readable,
     outcome: Outcome,
     placement: Placement,
+    forget_locked: bool = False,
 ) -> None:
     """Apply the records of ONE partition, in offset order, adding to `outcome`.
 
@@ -220,11 +222,18 @@ def apply_partition(
     outcome.applied += applied
     partition, last = records[-1].partition, records[-1].offset
     outcome.last_offsets[partition] = last
+    locked_now = set()
     for client, account, before in account_loader.changed():
         outcome.account_writes.append(
             (partition, account_key(client), encode_account(account, last, before))
         )
+        if forget_locked and account.locked and (before is None or not before.locked):
+            locked_now.add(client)
+    if locked_now:
+        _forget_deposits_of(locked_now, deposits, partition, outcome)
     for key, deposit, before in deposit_loader.changed():
+        if key >> 32 in locked_now:
+            continue
         outcome.deposit_writes.append(
             (
                 partition,
@@ -232,6 +241,31 @@ def apply_partition(
                 encode_deposit(deposit, last, before),
             )
         )
+
+
+def _forget_deposits_of(
+    clients: set[int], deposits: Readable, partition: int, outcome: Outcome
+) -> None:
+    """A tombstone for every stored deposit of accounts this batch locked.
+
+    R17 refuses every later row of a locked account before any deposit is
+    looked up (a repeated deposit id included), so those entries can never
+    be read or changed again: keeping them would only grow the state. One
+    tombstone per deposit that exists in the store; deposits created in
+    this very batch were never written, and are not now.
+    """
+    for client in sorted(clients):
+        stored = set(_client_deposit_keys(deposits, client))
+        for key in sorted(stored):
+            outcome.deposit_writes.append((partition, key, None))
+
+
+def _client_deposit_keys(deposits: Readable, client: int) -> list[bytes]:
+    keys_of = getattr(deposits, "client_keys", None)
+    if keys_of is not None:
+        return list(keys_of(client))
+    prefix = b"%d:" % client
+    return [k for k in deposits if k.startswith(prefix)]  # type: ignore[attr-defined]
 
 
 def _misplaced(record: Record, client: int, key: bytes, home: int) -> tuple[Record, str, str]:
@@ -261,13 +295,25 @@ def apply_batch(
 TablesOf = Callable[[int], tuple[Readable, Readable]]
 
 
-def apply_batch_to(records: Sequence[Record], tables_of: TablesOf, placement: Placement) -> Outcome:
-    """`apply_batch` with each partition's own tables (the worker keeps a store per partition)."""
+def apply_batch_to(
+    records: Sequence[Record],
+    tables_of: TablesOf,
+    placement: Placement,
+    forget_locked: bool = False,
+) -> Outcome:
+    """`apply_batch` with each partition's own tables (the worker keeps a store per partition).
+
+    `forget_locked`: tombstone the deposits of accounts a batch locks
+    (`_forget_deposits_of`); only where every reader of the deposits
+    changelog filters aborted transactions (read_committed), since an
+    aborted tombstone read by a read_uncommitted reader would delete a
+    deposit a replay still needs.
+    """
     by_partition: dict[int, list[Record]] = {}
     for record in records:
         by_partition.setdefault(record.partition, []).append(record)
     outcome = Outcome()
     for partition, partition_records in by_partition.items():
         accounts, deposits = tables_of(partition)
-        apply_partition(partition_records, accounts, deposits, outcome, placement)
+        apply_partition(partition_records, accounts, deposits, outcome, placement, forget_locked)
     return outcome

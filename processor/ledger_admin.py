@@ -37,6 +37,7 @@ from kafkaio.admin import (
     end_offsets,
     group_state,
     join_refused,
+    latest_value,
     partition_count,
     recreate_topic,
     set_group_offsets,
@@ -44,7 +45,7 @@ from kafkaio.admin import (
 )
 from kafkaio.errors import KafkaIOError, TopicMissing
 from kafkaio.settings import CHANGELOG_CONFIG, Settings
-from processor.state import encode_position, position_key
+from processor.state import decode_position, encode_position, position_key
 from producers.csv_producer import producer_config
 from producers.journal import read_journal
 from runner.console import run_console_script
@@ -169,7 +170,15 @@ def acls(role: str, principal: str, apply: bool, app_id: str | None) -> None:
 
 @cli.command()
 @_common
-def status(bootstrap_servers: str | None, app_id: str | None) -> None:
+@click.option(
+    "--state",
+    "show_state",
+    is_flag=True,
+    help="Also each partition's state: its position (the next input offset it has not "
+    "applied) and its changelogs' ends, the most records a cold restore reads. Reads the "
+    "accounts changelog's last records (needs Read on it).",
+)
+def status(bootstrap_servers: str | None, app_id: str | None, show_state: bool) -> None:
     """Group state, committed offsets against partition ends (lag), changelogs."""
     try:
         settings = _settings(bootstrap_servers, app_id)
@@ -200,6 +209,26 @@ def status(bootstrap_servers: str | None, app_id: str | None) -> None:
     click.echo(f"total lag: {total}")
     for name, count in changelogs.items():
         click.echo(f"changelog {name!r}: {count} partitions")
+    if show_state:
+        try:
+            _state_status(settings, partitions)
+        except KafkaIOError as exc:
+            _fail(str(exc))
+
+
+def _state_status(settings: Settings, partitions: int) -> None:
+    """Per partition: the state's position, and the changelogs' ends (restore work, cold)."""
+    bootstrap = settings.bootstrap_servers
+    accounts, deposits = (settings.changelog_topic(t) for t in TABLES)
+    ends = {
+        topic: end_offsets(bootstrap, topic, partitions, by_reading=settings.ends_by_reading)
+        for topic in (accounts, deposits)
+    }
+    click.echo("partition   position  accounts-changelog-end  deposits-changelog-end")
+    for p in range(partitions):
+        raw = latest_value(bootstrap, accounts, p, position_key(p), settings.isolation_level)
+        position = str(decode_position(raw)) if raw is not None else "-"
+        click.echo(f"{p:>9} {position:>10} {ends[accounts][p]:>23} {ends[deposits][p]:>23}")
 
 
 @cli.command()
@@ -246,8 +275,8 @@ def rebuild(
         if not state.idle:
             _fail(
                 f"{_describe(group, state)} after {timeout:.0f}s: workers are running; "
-                "stop every worker of this app id first (a worker keeps its tables in "
-                "memory and would write its old state back)",
+                "stop every worker of this app id first (a running worker would write "
+                "its old state back)",
                 EXIT_WORKERS_RUNNING,
             )
         source = settings.transactions_topic

@@ -100,6 +100,8 @@ class WorkerMetrics:
         )
         #: partition -> records counted into `restored_records` by the running restore.
         self._restoring: dict[int, int] = {}
+        #: partition -> records the running restore has still to read.
+        self._remaining: dict[int, int] = {}
         #: partition -> the offset this worker committed last (the next to read).
         self.committed: dict[int, int] = {}
         #: Set by whoever knows the consumer (processor.web); None: no lag series.
@@ -129,7 +131,13 @@ class WorkerMetrics:
         label = str(partition)
         self.restored_records.labels(label).inc(read - self._restoring.get(partition, 0))
         self._restoring[partition] = read
-        self.restore_remaining.labels(label).set(max(0, total - read))
+        self._remaining[partition] = max(0, total - read)
+        self.restore_remaining.labels(label).set(self._remaining[partition])
+
+    def restoring(self) -> dict[str, int]:
+        """The running restore's records still to read, by partition (empty when none runs)."""
+        remaining = dict(self._remaining)  # written by the restore thread
+        return {str(p): n for p, n in sorted(remaining.items())}
 
     def restored(self, partitions: set[int], seconds: float) -> None:
         for partition in partitions:
@@ -137,6 +145,7 @@ class WorkerMetrics:
             self.restored_records.labels(str(partition)).inc(0)
             self.restore_remaining.labels(str(partition)).set(0)
         self._restoring.clear()
+        self._remaining.clear()
         self.restore_seconds.set(seconds)
 
     def record_commit(self, offsets: Mapping[int, int]) -> None:

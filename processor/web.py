@@ -109,4 +109,7 @@ def install_web(app: faust.App, worker: BatchWorker) -> None:
     class Readyz(View):
         async def get(self, request: Request) -> Response:
             state = readiness(app, worker.owned)
-            return self.json(state.as_json(), status=200 if state.ready else 503)
+            answer = state.as_json()
+            # While a restore runs: changelog records still to read, per partition.
+            answer["restoring"] = worker.metrics.restoring()
+            return self.json(answer, status=200 if state.ready else 503)

@@ -40,7 +40,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -200,7 +200,7 @@ class Writer:
             tx.begin()
         return tx
 
-    def send_many(self, topic: str, writes: list[tuple[int, bytes, bytes]]) -> None:
+    def send_many(self, topic: str, writes: Sequence[tuple[int, bytes, bytes | None]]) -> None:
         """(partition, key, value) records to one topic, each in its partition's transaction.
 
         The hot path of a batch: the topic partition is the input partition

@@ -10,25 +10,27 @@ all partitions, librdkafka batches of up to 10,000 records, each batch one
 RocksDB write together with the offset reading goes on from. Values are
 stored as read: the changelog and the store share their encoding.
 
-Trust (docs/exactness.md, "Local state"): a store is used only if it is not
-ahead of its changelog. Every batch a worker commits ends with p's position
-record on the accounts changelog, so the changelog's position is the last
-position record of the tail read, or, when the tail has none, the one the
-store recorded with its `from:` offsets (no batch committed since). A store
-whose own position is past that, or whose `from:` offset is past the
-changelog's end (the topic was recreated or truncated), holds writes the
-changelog never committed: it is wiped and read again from offset 0.
+Trust (docs/exactness.md, "Local state"): a store is used only if it is the
+changelog's prefix. The changelog's position is its last committed position
+record (every batch ends with one), read from the end of the accounts
+changelog. A store whose own position is past it holds writes no
+transaction committed, or belongs to a changelog since recreated (`ledger-admin
+rebuild`); a store whose `from:` offsets are past the changelog's end
+belongs to a recreated or truncated changelog; a store that the tail does
+not bring exactly to the changelog's position had wrong `from:` offsets.
+Each is wiped and read again from offset 0.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from kafkaio.admin import BATCH_WAIT, _eof_consumer, _Stall, end_offsets, translated
+from kafkaio.admin import BATCH_WAIT, _eof_consumer, _Stall, end_offsets, latest_value, translated
 from kafkaio.errors import KafkaIOError
 from processor.state import decode_position, position_key
 from state.store import ACCOUNTS, TABLES, PartitionStore
@@ -48,6 +50,10 @@ class Restored:
 
 #: (partition, records read so far, records to read in all) while a restore runs.
 Progress = Callable[[int, int, int], None]
+
+
+def _at(position: bytes) -> int:
+    return decode_position(position)
 
 
 def _position_value(store: PartitionStore) -> bytes | None:
@@ -85,19 +91,44 @@ def restore(
                 )
                 store.wipe()
                 break
-    local = {p: _position_value(s) for p, s in stores.items()}
-    seen = _read_tails(bootstrap, topics, stores, ends, isolation, done, progress)
+    # The changelog's own position per partition: its last committed position
+    # record, read from the end. Not from the tail alone: a changelog
+    # recreated by `ledger-admin rebuild` may end below the store's `from:`
+    # offsets and hold its position record before them.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = dict(
+            zip(
+                stores,
+                pool.map(
+                    lambda p: latest_value(
+                        bootstrap, topics[ACCOUNTS], p, position_key(p), isolation
+                    ),
+                    stores,
+                ),
+                strict=True,
+            )
+        )
+    for p, store in stores.items():
+        mine, changelog = _position_value(store), found[p]
+        if mine is not None and (changelog is None or _at(mine) > _at(changelog)):
+            # Ahead of the changelog: writes no transaction committed, or a
+            # store of a changelog since recreated.
+            done.wiped[p] = (
+                f"the store is at input position {_at(mine)}, the changelog at "
+                f"{'none' if changelog is None else _at(changelog)}"
+            )
+            store.wipe()
+    _read_tails(bootstrap, topics, stores, ends, isolation, done, progress)
     again = {}
     for p, store in stores.items():
-        changelog = seen.get(p, store.checkpoint_position())
-        mine = local[p]
-        if mine is not None and (
-            changelog is None or decode_position(mine) > decode_position(changelog)
-        ):
-            # Ahead of the changelog: writes no transaction committed.
+        mine, changelog = _position_value(store), found[p]
+        if mine != changelog:
+            # The tail did not bring the store to the changelog's position: its
+            # `from:` offsets were wrong for this changelog. Read it whole.
             done.wiped[p] = (
-                f"the store is at input position {decode_position(mine)}, the changelog at "
-                f"{'none' if changelog is None else decode_position(changelog)}"
+                f"after reading the tail the store is at input position "
+                f"{'none' if mine is None else _at(mine)}, the changelog at "
+                f"{'none' if changelog is None else _at(changelog)}"
             )
             store.wipe()
             again[p] = store

@@ -9,8 +9,7 @@ Kafka transaction covered):
     b"m" + name  this store's own bookkeeping:
                  `from:accounts`, `from:deposits`: the changelog offset to read
                  from to bring the store up to date (everything below it is in
-                 the store); `checkpoint`: the input position the store had
-                 when those offsets were recorded
+                 the store); `format`: the layout's version
 
 Why the store is written only after the batch's transaction commits
 (`commit`): the local copy is then never ahead of the changelog, except for
@@ -51,7 +50,6 @@ ACCOUNTS, DEPOSITS = "accounts", "deposits"
 TABLES = (ACCOUNTS, DEPOSITS)
 _PREFIX = {ACCOUNTS: b"a", DEPOSITS: b"d"}
 _FROM = {ACCOUNTS: b"mfrom:accounts", DEPOSITS: b"mfrom:deposits"}
-_CHECKPOINT = b"mcheckpoint"
 #: Bumped when the layout changes: a store of another format is read again from the changelogs.
 FORMAT = b"1"
 _FORMAT_KEY = b"mformat"
@@ -100,6 +98,7 @@ class _Deposits:
     """The deposits table as the core reads it (`get`), straight from RocksDB."""
 
     def __init__(self, db: Rdict) -> None:
+        self._db = db
         self._get = db.get
 
     def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
@@ -111,6 +110,17 @@ class _Deposits:
         if value is None:
             raise KeyError(key)
         return cast(bytes, value)
+
+    def client_keys(self, client: int) -> list[bytes]:
+        """Every stored deposit key of `client` (`b"<client>:<tx>"`), by a prefix scan."""
+        prefix = b"d%d:" % client
+        keys = []
+        for key in self._db.keys(from_key=prefix):
+            key = cast(bytes, key)
+            if not key.startswith(prefix):
+                break
+            keys.append(key[1:])
+        return keys
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, bytes) and self._get(b"d" + key) is not None
@@ -176,15 +186,10 @@ class PartitionStore:
         """The changelog offset a restore of `table` starts from."""
         return self._int(_FROM[table]) or 0
 
-    def checkpoint_position(self) -> bytes | None:
-        """The position record's value when `from:` offsets were last recorded."""
-        raw = self.db.get(_CHECKPOINT)
-        return None if raw in (None, b"-") else raw
-
     def commit(
         self,
         account_writes: Iterable[tuple[int, bytes, bytes]],
-        deposit_writes: Iterable[tuple[int, bytes, bytes]],
+        deposit_writes: Iterable[tuple[int, bytes, bytes | None]],
         position: tuple[bytes, bytes] | None,
     ) -> None:
         """A committed batch's entries and its position record, in one atomic write."""
@@ -194,8 +199,11 @@ class PartitionStore:
         for _partition, key, value in account_writes:
             batch.put(b"a" + key, value)
             changed.append((key, value))
-        for _partition, key, value in deposit_writes:
-            batch.put(b"d" + key, value)
+        for _partition, key, deposit in deposit_writes:
+            if deposit is None:
+                batch.delete(b"d" + key)  # a tombstone (processor.batch, `forget_locked`)
+            else:
+                batch.put(b"d" + key, deposit)
         if position is not None:
             batch.put(b"a" + position[0], position[1])
             changed.append(position)
@@ -223,12 +231,11 @@ class PartitionStore:
                 else:
                     accounts[key] = value
 
-    def checkpoint(self, offsets: dict[str, int], position: bytes | None) -> None:
+    def checkpoint(self, offsets: dict[str, int]) -> None:
         """Record where a restore would start now (no batch of ours may be open meanwhile)."""
         batch = WriteBatch(raw_mode=True)
         for table, offset in offsets.items():
             batch.put(_FROM[table], b"%d" % offset)
-        batch.put(_CHECKPOINT, b"-" if position is None else position)
         self.db.write(batch, self._write_options)
 
     def deposit_count(self) -> int:
@@ -255,10 +262,19 @@ class PartitionStore:
             self._db = None
 
 
+class InUse(Exception):
+    """The store is open elsewhere (RocksDB's lock): not damaged, and never wiped for it."""
+
+
 def open_store(path: Path, partition: int, shared: Shared) -> tuple[PartitionStore, str | None]:
-    """Open a partition's store; an unreadable one is wiped first. Returns (store, why wiped)."""
+    """Open a partition's store; an unreadable one is wiped first. Returns (store, why wiped).
+
+    Raises InUse if another handle holds it (this process's standby, say).
+    """
     try:
         return PartitionStore(path, partition, shared), None
     except Unreadable as exc:
+        if "lock" in str(exc).lower():
+            raise InUse(str(exc)) from exc
         shutil.rmtree(path, ignore_errors=True)
         return PartitionStore(path, partition, shared), str(exc)

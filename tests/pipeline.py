@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,19 @@ class Pipeline:
 
     def web_url(self, proc: subprocess.Popen[bytes], path: str) -> str:
         return f"http://127.0.0.1:{self.web_ports[proc.pid]}{path}"
+
+    def wait_ready(self, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+        """Until the worker (started with `web`) answers /readyz with 200."""
+        url = self.web_url(proc, "/readyz")
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    return bool(answer.status == 200)
+            except OSError:  # not listening yet, or 503
+                return False
+
+        wait_until(ready, timeout, "the worker to be ready")
 
     def _spawn(self, web_port: int | None = None, link: Any = None) -> subprocess.Popen[bytes]:
         n = next(self._counter)

@@ -73,7 +73,10 @@ def test_a_running_worker_group_is_seen_as_running_and_a_stopped_one_as_idle(
     pipeline: Pipeline, broker_engine: str
 ) -> None:
     group, topic = pipeline.env["LEDGER_APP_ID"], pipeline.env["LEDGER_TRANSACTIONS_TOPIC"]
-    worker = pipeline.start_worker()
+    worker = pipeline.start_worker(web=True)
+    # Ready: the worker owns its partitions and no rebalance runs. Tansu says
+    # STABLE through a start-up's second rebalance too, when a join is not refused.
+    pipeline.wait_ready(worker)
     wait_until(
         lambda: group_state(pipeline.bootstrap, group).state == "STABLE",
         90,

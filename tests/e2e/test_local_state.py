@@ -51,17 +51,7 @@ def _two_files(tmp_path: Path, rows: int, seed: int, clients: int = 300) -> tupl
 
 
 def _ready(pipeline: Pipeline, worker: object) -> None:
-    from tests.e2e.test_observability import get
-
-    url = pipeline.web_url(worker, "/readyz")  # type: ignore[arg-type]
-
-    def ready() -> bool:
-        try:
-            return get(url)[0] == 200
-        except OSError:  # not listening yet
-            return False
-
-    wait_until(ready, 120, "the worker to be ready")
+    pipeline.wait_ready(worker)  # type: ignore[arg-type]
 
 
 def test_a_restart_on_the_same_disk_reads_only_the_changelog_tails(
@@ -85,6 +75,15 @@ def test_a_restart_on_the_same_disk_reads_only_the_changelog_tails(
     exported = pipeline.export()
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout == run(whole).stdout
+    # `ledger-admin status --state`: each partition's position is its input's end.
+    status = pipeline.run("ledger-admin", "status", "--state")
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.decode().splitlines()
+    at = lines.index(next(line for line in lines if line.startswith("partition   position")))
+    rows = [line.split() for line in lines[at + 1 : at + 1 + pipeline.partitions]]
+    ends = pipeline.end_offsets(pipeline.env["LEDGER_TRANSACTIONS_TOPIC"])
+    assert {int(r[0]): int(r[1]) for r in rows} == ends, status.stdout
+    assert all(int(r[2]) > 0 and int(r[3]) > 0 for r in rows), status.stdout
 
 
 @pytest.mark.parametrize("damage", ["deleted", "corrupted"])
@@ -140,3 +139,35 @@ def test_local_state_ahead_of_its_changelog_is_not_trusted(
     # Trusted, the store would resume past a batch the changelog never got.
     assert exported.stdout == run(whole).stdout
     assert "local state not trusted" in pipeline.logs()
+
+
+@pytest.mark.kafka
+def test_a_replica_that_takes_over_a_killed_ones_partitions_starts_from_its_standby_copy(
+    pipeline: Pipeline, tmp_path: Path, broker_engine: str
+) -> None:
+    """LEDGER_STANDBY_REPLICAS=1: the survivor has kept the other's partitions warm."""
+    if broker_engine != "kafka":
+        pytest.skip("standbys follow the group's member list, which Tansu 0.6 does not give")
+    first, second, whole = _two_files(tmp_path, 20_000, seed=24)
+    pipeline.extra_env["LEDGER_STANDBY_REPLICAS"] = "1"
+    doomed = pipeline.start_worker(web=True)
+    survivor = pipeline.start_worker(web=True)
+    _ready(pipeline, doomed)
+    _ready(pipeline, survivor)
+    assert pipeline.produce(first).returncode == 0
+    assert pipeline.export().returncode == 0
+    history = _changelog_records(pipeline)
+    before = _restored(pipeline, survivor)
+    time.sleep(5)  # the standby copies catch up (they tail the changelogs)
+
+    doomed.kill()  # SIGKILL: no goodbye, its partitions move after the session timeout
+    doomed.wait()
+    pipeline.workers.remove(doomed)
+    assert pipeline.produce(second).returncode == 0
+    exported = pipeline.export()
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout == run(whole).stdout
+    # Taking over about half of the partitions read only their tails.
+    taken_over = _restored(pipeline, survivor) - before
+    # Without standbys (LEDGER_STANDBY_REPLICAS=0) it reads about half the history.
+    assert taken_over <= history // 20, (taken_over, history)

@@ -133,6 +133,7 @@ def test_readyz_is_200_for_the_owner_and_503_with_a_reason_for_a_surplus_replica
         "partitions": [0],
         "recovered": True,
         "rebalancing": False,
+        "restoring": {},  # no restore running: nothing left to read
     }
     second = pipeline.start_worker(web=True)
     wait_for(pipeline.web_url(second, "/livez"), 200)

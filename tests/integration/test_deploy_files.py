@@ -292,7 +292,7 @@ def test_every_k8s_manifest_parses_and_names_itself() -> None:
 
 def test_k8s_ledger_containers_run_the_worker_or_a_console_script() -> None:
     checked = 0
-    for doc in of_kind("Deployment") + of_kind("Job"):
+    for doc in of_kind("StatefulSet") + of_kind("Job"):
         for container in containers(doc):
             if str(container["image"]).startswith(LEDGER_IMAGE):
                 argv = as_argv(container.get("command", []) + container.get("args", []))
@@ -312,14 +312,27 @@ def test_the_k8s_settings_are_strings_the_code_reads() -> None:
 
 def test_every_k8s_container_takes_its_settings_from_the_configmap() -> None:
     (configmap,) = of_kind("ConfigMap")
-    for doc in of_kind("Deployment") + of_kind("Job"):
+    for doc in of_kind("StatefulSet") + of_kind("Job"):
         for container in containers(doc):
             refs = [e["configMapRef"]["name"] for e in container.get("envFrom", [])]
             assert configmap["metadata"]["name"] in refs, f"{doc['__file__']}: envFrom"
 
 
+def test_the_k8s_worker_keeps_its_state_on_a_volume_of_its_own() -> None:
+    # issue 13: a restarted or rescheduled pod finds its partitions' stores
+    (workers,) = (d for d in of_kind("StatefulSet") if d["metadata"]["name"] == "ledger-worker")
+    (claim,) = workers["spec"]["volumeClaimTemplates"]
+    (worker,) = containers(workers)
+    mounts = {m["name"]: m["mountPath"] for m in worker["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == settings_configmap()["LEDGER_DATA_DIR"]
+    (service,) = (
+        d for d in of_kind("Service") if d["metadata"]["name"] == workers["spec"]["serviceName"]
+    )
+    assert service["spec"]["clusterIP"] == "None", "a StatefulSet's governing service is headless"
+
+
 def test_the_k8s_worker_is_two_replicas_probed_over_http_on_the_faust_web_port() -> None:
-    (deployment,) = (d for d in of_kind("Deployment") if d["metadata"]["name"] == "ledger-worker")
+    (deployment,) = (d for d in of_kind("StatefulSet") if d["metadata"]["name"] == "ledger-worker")
     assert deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > 0
@@ -473,7 +486,7 @@ def test_deploy_readme_lists_exactly_the_acls_the_code_grants_each_role() -> Non
 
 def test_every_k8s_pod_runs_unprivileged_without_a_service_account_token() -> None:
     # issue 14: deploy hardening
-    workloads = of_kind("Deployment") + of_kind("Job")
+    workloads = of_kind("StatefulSet") + of_kind("Job")
     assert len(workloads) == 4
     for doc in workloads:
         where = doc["__file__"]
@@ -497,7 +510,7 @@ def test_a_network_policy_covers_every_ledger_pod_and_lets_in_only_the_web_port(
         ports = {p["port"] for rule in spec.get("ingress", []) for p in rule.get("ports", [])}
         assert ports <= {6066}, policy["metadata"]["name"]
         selector = spec["podSelector"]
-        for doc in of_kind("Deployment") + of_kind("Job"):
+        for doc in of_kind("StatefulSet") + of_kind("Job"):
             labels = doc["spec"]["template"]["metadata"]["labels"]
             wanted = selector.get("matchLabels", {})
             exprs = selector.get("matchExpressions", [])
@@ -505,7 +518,7 @@ def test_a_network_policy_covers_every_ledger_pod_and_lets_in_only_the_web_port(
                 labels.get(e["key"]) in e["values"] for e in exprs
             ):
                 covered.add(doc["metadata"]["name"])
-    assert covered == {d["metadata"]["name"] for d in of_kind("Deployment") + of_kind("Job")}
+    assert covered == {d["metadata"]["name"] for d in of_kind("StatefulSet") + of_kind("Job")}
 
 
 def test_compose_publishes_ports_on_the_host_loopback_only() -> None:
