@@ -559,7 +559,13 @@ def read_to_end(
     try:
         # The leaders first: assigned before librdkafka knows them, a
         # partition waits for its offset-query retry timer (500 ms, measured).
-        consumer.list_topics(topic, timeout=10)
+        try:
+            consumer.list_topics(topic, timeout=10)
+        except KafkaException as exc:
+            # The broker is away (seen in the broker kill test: produce-csv,
+            # reading its journal as the broker restarted, exited 1 here):
+            # callers that wait for the broker ask again.
+            raise BrokerUnavailable(f"reading {topic}: {exc.args[0]}") from exc
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         pending = set(range(partitions))
         stall = _Stall(topic)
