@@ -51,7 +51,7 @@ from bench.bench_pipeline import (
     worker_env,
 )
 from embedded.broker import client_env, running_broker
-from kafkaio.admin import committed_offsets, end_offsets, wait_for_broker
+from kafkaio.admin import committed_offsets, end_offsets, ensure_topic, wait_for_broker
 
 CLIENTS = 5_000
 
@@ -126,6 +126,7 @@ def _owned(port: int) -> list[int]:
 def _failover(env: dict[str, str], bootstrap: str, workdir: Path, standby: str) -> float:
     """Two workers; kill -9 one while rows flow; seconds until its partitions commit again."""
     env = {**env, "LEDGER_STANDBY_REPLICAS": standby}
+    workdir.mkdir(parents=True, exist_ok=True)
     procs, ports = _start_workers(env, 2, workdir)
     try:
         _wait_until_ready(ports, timeout=3600)
@@ -178,6 +179,7 @@ def one_run(csv: Path, n: int, engine: str, workdir: Path, baseline: Path | None
         bootstrap = broker.bootstrap
         wait_for_broker(bootstrap)
         env = {**worker_env(bootstrap, "state"), **client_env(engine), **code}
+        ensure_topic(bootstrap, TOPIC, PARTITIONS)
         _produce(csv, env, plain_input=False)
         ends = end_offsets(bootstrap, TOPIC, PARTITIONS, by_reading=engine == "tansu")
 
