@@ -236,55 +236,6 @@ def end_offsets(
 
 
 @translated
-def last_record_offsets(
-    bootstrap: str, topic: str, partitions: int, isolation: str = READ_COMMITTED
-) -> dict[int, int]:
-    """The offset of the last committed record of each partition, -1 if it has none.
-
-    Not the end minus one: with transactions the last offsets of a partition
-    are control records (commit and abort markers), and records of aborted
-    transactions are never handed to a read_committed reader; a reader
-    waiting for `end - 1` would wait forever. Read from a window before the
-    end to the partition-EOF (which also covers Tansu's under-reported end,
-    see `end_offsets`), widening the window where it held no committed record.
-    """
-    consumer = _eof_consumer(bootstrap, isolation)
-    try:
-        bounds = {}
-        for p in range(partitions):
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=10, cached=False
-            )
-            bounds[p] = (int(low), int(high))
-        last = dict.fromkeys(range(partitions), -1)
-        pending, window = set(range(partitions)), 64
-        while pending:
-            starts = {p: max(bounds[p][1] - window, bounds[p][0]) for p in pending}
-            consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
-            reading = set(pending)
-            stall = _Stall(topic)
-            while reading:
-                messages = consumer.consume(10_000, timeout=BATCH_WAIT)
-                stall.check(messages, reading)
-                for message in messages:
-                    error = message.error()
-                    partition = int(message.partition() or 0)
-                    if error is None:
-                        last[partition] = int(message.offset() or 0)
-                    elif error.code() == KafkaError._PARTITION_EOF:
-                        reading.discard(partition)
-                    else:
-                        raise KafkaIOError(f"reading {topic}: {error}")
-            consumer.unassign()
-            # Done where a committed record was found or the window reached the log start.
-            pending = {p for p in pending if last[p] < 0 and starts[p] > bounds[p][0]}
-            window *= 16
-        return last
-    finally:
-        consumer.close()
-
-
-@translated
 def latest_value(
     bootstrap: str, topic: str, partition: int, key: bytes, isolation: str = READ_COMMITTED
 ) -> bytes | None:

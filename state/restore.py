@@ -146,20 +146,16 @@ def _read_tails(
     isolation: str,
     done: Restored,
     progress: Progress | None,
-) -> dict[int, bytes]:
-    """Read every changelog partition of `stores` from the store's offset to the end.
-
-    Returns the last position record value read per partition.
-    """
+) -> None:
+    """Read every changelog partition of `stores` from the store's offset to the end."""
     wanted = []
     for p, store in stores.items():
         for table, topic in topics.items():
             start = store.changelog_from(table)
             if start < ends[table][p]:
                 wanted.append(TopicPartition(topic, p, start or OFFSET_BEGINNING))
-    seen: dict[int, bytes] = {}
     if not wanted:
-        return seen
+        return
     table_of = {topic: table for table, topic in topics.items()}
     total = {p: 0 for p in stores}
     for table in TABLES:
@@ -196,13 +192,7 @@ def _read_tails(
                     continue
                 store.apply_changelog(table, records, max(offset, store.changelog_from(table)))
                 done.records[p] = done.records.get(p, 0) + len(records)
-                if table == ACCOUNTS:
-                    mark = position_key(p)
-                    for key, value in records:
-                        if key == mark and value is not None:
-                            seen[p] = value
                 if progress is not None:
                     progress(p, done.records[p], total[p])
     finally:
         consumer.close()
-    return seen
