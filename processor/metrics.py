@@ -14,7 +14,10 @@ reports fresh figures.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -33,6 +36,21 @@ BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 #: Returns {partition: records not yet committed} for the partitions this
 #: worker owns right now; partitions whose end is not known yet are left out.
 LagSource = Callable[[], Mapping[int, int]]
+
+
+@dataclass(frozen=True)
+class Status:
+    """What a scrape reports about the worker as a whole (processor.web builds it)."""
+
+    ready: bool
+    owned: int
+    #: Standby copies kept here: partition -> changelog records not yet read.
+    standby_lag: Mapping[int, int]
+
+
+StatusSource = Callable[[], Status]
+#: Seconds per API request; forwarded ones include the hop to the owner.
+API_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 #: A reason name: str, or ledger.Reason (a StrEnum).
 R = TypeVar("R", bound=str)
 
@@ -98,6 +116,31 @@ class WorkerMetrics:
             "Seconds the last restore took (every partition assigned in that rebalance).",
             registry=self.registry,
         )
+        self.last_commit = Gauge(
+            "ledger_partition_last_commit_timestamp_seconds",
+            "Unix time of this worker's last commit of an owned partition's input offset "
+            "(alert: lag above 0 and no commit for minutes).",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.api_requests = Counter(
+            "ledger_api_requests",
+            "Balance API requests answered, by route (account, deposit) and HTTP status.",
+            ["route", "code"],
+            registry=self.registry,
+        )
+        self.api_seconds = Histogram(
+            "ledger_api_request_duration_seconds",
+            "Seconds to answer a balance API request, by route and by who answered it: "
+            "`owner` (this worker's own state), `forwarded` (another replica's), "
+            "`standby` (this worker's standby copy, ?stale=ok).",
+            ["route", "via"],
+            buckets=API_BUCKETS,
+            registry=self.registry,
+        )
+        #: Set by processor.web; None: no status series.
+        self.status_source: StatusSource | None = None
+        self.registry.register(_StatusCollector(self))
         #: partition -> records counted into `restored_records` by the running restore.
         self._restoring: dict[int, int] = {}
         #: partition -> records the running restore has still to read.
@@ -151,11 +194,16 @@ class WorkerMetrics:
     def record_commit(self, offsets: Mapping[int, int]) -> None:
         """The offsets (next to read, per partition) the agent has just committed."""
         self.committed.update(offsets)
+        now = time.time()
+        for partition in offsets:
+            self.last_commit.labels(self.topic, str(partition)).set(now)
 
     def forget(self, partitions: set[int]) -> None:
         """Partitions given away: their commits are another worker's now."""
         for partition in partitions:
             self.committed.pop(partition, None)
+            with contextlib.suppress(KeyError):  # never committed here
+                self.last_commit.remove(self.topic, str(partition))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -186,4 +234,41 @@ class _LagCollector(Collector):
             "ledger_consumer_lag",
             "Records in an owned partition not yet committed (highwater - committed offset).",
             labels=["topic", "partition"],
+        )
+
+
+class _StatusCollector(Collector):
+    """Readiness, partitions owned and standby lag, read at scrape time."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return list(self._families())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        ready, owned, standby = self._families()
+        source = self.metrics.status_source
+        if source is not None:
+            status = source()
+            ready.add_metric([], 1.0 if status.ready else 0.0)
+            owned.add_metric([], status.owned)
+            for partition, lag in sorted(status.standby_lag.items()):
+                standby.add_metric([str(partition)], lag)
+        yield from (ready, owned, standby)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "ledger_ready", "1 when /readyz answers 200 (owns partitions, none restoring)."
+            ),
+            GaugeMetricFamily(
+                "ledger_owned_partitions", "Input partitions this worker owns and processes."
+            ),
+            GaugeMetricFamily(
+                "ledger_standby_lag_records",
+                "Changelog records a standby copy kept here has not read yet, by input partition.",
+                labels=["partition"],
+            ),
         )

@@ -23,7 +23,7 @@ from faust.web import Request, Response, View
 from kafkaio.admin import committed_offsets
 from processor.agent import BatchWorker
 from processor.health import readiness
-from processor.metrics import CONTENT_TYPE
+from processor.metrics import CONTENT_TYPE, Status
 from processor.patience import until_answered
 
 log = logging.getLogger("ledger.web")
@@ -66,6 +66,16 @@ def install_web(app: faust.App, worker: BatchWorker) -> None:
         return found
 
     metrics.lag_source = lag
+
+    def status() -> Status:
+        standby = worker.standby
+        return Status(
+            ready=readiness(app, worker.owned).ready,
+            owned=len(worker.owned),
+            standby_lag=dict(standby.lag) if standby is not None else {},
+        )
+
+    metrics.status_source = status
 
     owned: set[int] = set()
 

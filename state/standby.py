@@ -55,6 +55,9 @@ class Standby:
         self.stores: dict[int, PartitionStore] = {}
         #: partition -> changelog records applied since start.
         self.applied: dict[int, int] = {}
+        #: partition -> changelog records not read yet (both changelogs), as of
+        #: the last fetch; written by the thread, read by /metrics and the API.
+        self.lag: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ledger-standby", daemon=True)
         self._thread.start()
@@ -90,6 +93,7 @@ class Standby:
                 messages = consumer.consume(CHUNK, timeout=WAIT)
                 if messages:
                     self._apply(messages)
+                self._measure_lag(consumer, assigned)
         except Exception:  # a standby is an optimisation: log, and the worker goes on without it
             log.exception("standby replication stopped")
         finally:
@@ -123,6 +127,38 @@ class Standby:
                 if wanted - assigned:
                     log.info("standby for partitions %s", sorted(wanted))
         return wanted
+
+    def _measure_lag(self, consumer: Any, assigned: set[int]) -> None:
+        """Records each standby copy lacks: the ends seen in the last fetches, minus its offsets."""
+        lag: dict[int, int] = {}
+        with self._lock:
+            for p in assigned:
+                store = self.stores.get(p)
+                if store is None:
+                    continue
+                behind = 0
+                for table, topic in self._topics.items():
+                    # cached: the high watermark of the last fetch response, no request.
+                    _low, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, p), cached=True
+                    )
+                    if high < 0:  # nothing fetched yet: unknown, not zero
+                        break
+                    behind += max(0, high - store.changelog_from(table))
+                else:
+                    lag[p] = behind
+        self.lag = lag
+
+    def read(self, partition: int, read: Callable[[PartitionStore], Any]) -> tuple[bool, Any]:
+        """`read(store)` on the standby copy of `partition`, if one is kept here: (kept, answer).
+
+        Under the lock: the thread neither writes nor closes the store meanwhile.
+        """
+        with self._lock:
+            store = self.stores.get(partition)
+            if store is None or partition not in self._wanted:
+                return False, None
+            return True, read(store)
 
     def _apply(self, messages: list[Any]) -> None:
         chunks: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
