@@ -7,12 +7,13 @@ flags override the environment by passing keyword overrides to `from_env`.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from kafkaio.errors import SettingsError
-from kafkaio.security import Security
+from kafkaio.security import Secret, Security
 
 ENV = {
     "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
@@ -41,6 +42,8 @@ ENV = {
     "checkpoint_interval": "LEDGER_CHECKPOINT_INTERVAL",
     "fault_local_first": "LEDGER_FAULT_LOCAL_FIRST",
     "standby_replicas": "LEDGER_STANDBY_REPLICAS",
+    "advertised_url": "LEDGER_ADVERTISED_URL",
+    "api_token": "LEDGER_API_TOKEN",
 }
 
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
@@ -124,6 +127,15 @@ class Settings:
     #: commits, and the process then dies without committing: a store ahead
     #: of its changelog, which the restore must catch. Keep empty; "1" turns it on.
     fault_local_first: str = ""
+    #: How other workers reach this one's web server (the balance API forwards
+    #: a request to the owner of its client's partition). Empty: the bind
+    #: address and port when the bind address is a specific one (tests, a
+    #: single host), else the address this host's name resolves to. In
+    #: Kubernetes: the pod's DNS name under the StatefulSet's headless Service.
+    advertised_url: str = ""
+    #: When set, the balance API asks every caller for `Authorization: Bearer
+    #: <token>`. Never logged (a Secret). /metrics and the probes stay open.
+    api_token: Secret | None = None
     #: produce-csv's ingestion journal (producers.journal); empty: `<transactions topic>-ingest`.
     ingest_topic: str = ""
     #: How clients authenticate and encrypt (kafkaio.security: its own KAFKA_* variables).
@@ -140,6 +152,9 @@ class Settings:
                 continue
             raw = env.get(ENV[f.name])
             if raw is None or raw == "":
+                continue
+            if f.name == "api_token":
+                values[f.name] = Secret(raw)
                 continue
             values[f.name] = _convert(f.name, ENV[f.name], raw, type(getattr(cls, f.name)))
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -173,6 +188,23 @@ class Settings:
             raise SettingsError(
                 "LEDGER_STATE_CACHE_MB must be >= 8 and LEDGER_STATE_WRITE_BUFFER_MB >= 4"
             )
+
+    @property
+    def web_url(self) -> str:
+        """This worker's web server as other workers reach it (`advertised_url`)."""
+        if self.advertised_url:
+            return self.advertised_url.rstrip("/")
+        host = self.web_bind
+        if host in ("", "0.0.0.0", "::"):
+            # Listening everywhere (a container): the address this host's
+            # name resolves to, which its peers reach (compose, a pod).
+            try:
+                host = socket.gethostbyname(socket.gethostname())
+            except OSError:
+                host = socket.getfqdn()
+        elif ":" in host:
+            host = f"[{host}]"  # an IPv6 literal
+        return f"http://{host}:{self.web_port}"
 
     @property
     def ends_by_reading(self) -> bool:

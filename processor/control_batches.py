@@ -25,10 +25,11 @@ control batch holds control records only.
 from __future__ import annotations
 
 import threading
-from importlib.metadata import version
 from typing import Any
 
 from aiokafka.consumer import fetcher
+
+from processor.pins import require
 
 TESTED_AIOKAFKA = ("0.14.0",)
 #: Ranges kept per partition; older ones are dropped first (a hole they would
@@ -107,10 +108,10 @@ class _NotingPartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
 
 def install() -> None:
     """Make aiokafka's fetcher note control batches (idempotent)."""
-    found = version("aiokafka")
-    if found not in TESTED_AIOKAFKA:
-        raise RuntimeError(
-            f"processor.control_batches was tested with aiokafka {TESTED_AIOKAFKA}, "
-            f"found {found}: check PartitionRecords._unpack_records and update the pin"
-        )
+    require(
+        "processor.control_batches",
+        "aiokafka",
+        TESTED_AIOKAFKA,
+        "aiokafka.consumer.fetcher.PartitionRecords._unpack_records",
+    )
     fetcher.PartitionRecords = _NotingPartitionRecords

@@ -11,8 +11,10 @@ import faust
 from kafkaio.security import Security
 from kafkaio.settings import Settings
 from processor.agent import install
+from processor.api import install_api
 from processor.control_batches import install as note_control_batches
 from processor.logs import configure_rejects_log
+from processor.membership_lease import install as keep_membership_lease
 from processor.producer_metadata import keep_known_topics_on_add
 from processor.stampede_patch import install as shield_stampede_waiters
 from processor.startup import BrokerWaitingWorker
@@ -28,6 +30,8 @@ def create_app(settings: Settings) -> faust.App:
     # Before the worker starts: a cancelled waiter must not break topic creation.
     shield_stampede_waiters()
     note_control_batches()
+    # The balance API's owners answer only within their membership lease.
+    keep_membership_lease()
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -70,6 +74,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_credentials=credentials(settings.security),
         web_port=settings.web_port or 6066,
         web_bind=settings.web_bind,
+        # Sent to the group with each join: every worker learns every other's
+        # URL from the assignment (processor.api forwards with it).
+        canonical_url=settings.web_url,
         # Only our endpoints (processor.web). Faust's built-ins would show
         # table contents (/table), route requests to other replicas
         # (/router), and expose internals (/graph, /stats, /performance).
@@ -93,6 +100,7 @@ def create_app(settings: Settings) -> faust.App:
     # /metrics, /livez, /readyz on the web server (processor.web); with the
     # web server off they are registered but never served.
     install_web(app, worker)
+    install_api(app, worker)
     return app
 
 

@@ -1,4 +1,4 @@
-"""`ledger-admin`: look at a deployment (`status`) and rebuild its state from the input (`rebuild`).
+"""`ledger-admin`: look at a deployment (`status`, `account`) and rebuild its state (`rebuild`).
 
 The ledger's state is a function of the `transactions` topic alone: the
 tables are the changelogs, and the changelogs are what the workers wrote
@@ -19,8 +19,12 @@ works on Kafka and on Tansu (kafkaio.admin says where they differ).
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -53,6 +57,14 @@ from runner.kafka_options import kafka_security_options
 
 #: Exit code of `rebuild` while the worker group still has members: stop the workers first.
 EXIT_WORKERS_RUNNING = 4
+#: Exit codes of `account`: no such client or deposit (as of the answer's
+#: position); still "not now" (503) when --wait ran out (sysexits'
+#: EX_TEMPFAIL: ask again later); no worker answered (EX_UNAVAILABLE);
+#: the token was refused (EX_NOPERM).
+EXIT_NOT_FOUND = 1
+EXIT_NOT_NOW = 75
+EXIT_NO_WORKER = 69
+EXIT_REFUSED = 77
 TABLES = ("accounts", "deposits")
 INGEST_COLUMNS = (
     "source", "name", "run", "lines", "rows", "malformed", "state", "started", "updated",
@@ -352,6 +364,78 @@ def write_positions(settings: Settings, changelog: str, starts: dict[int, int]) 
         )
     if producer.flush(30) != 0:
         raise KafkaIOError(f"could not write the positions to {changelog!r}")
+
+
+@cli.command()
+@click.argument("client")
+@click.option("--tx", help="One of the client's deposits (amount and dispute state) instead.")
+@click.option(
+    "--url",
+    help="Any worker's web server; it forwards to the client's owner. Default: "
+    "LEDGER_ADVERTISED_URL, else http://LEDGER_WEB_BIND:LEDGER_WEB_PORT.",
+)
+@click.option(
+    "--stale-ok",
+    is_flag=True,
+    help="Accept an answer from a standby copy (marked stale, with its lag) while the owner "
+    "restores.",
+)
+@click.option(
+    "--wait",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to keep asking while the answer is 503 (a rebalance or restore).",
+)
+def account(client: str, tx: str | None, url: str | None, stale_ok: bool, wait: float) -> None:
+    """A client's balances (or one deposit) as the workers hold them, as JSON.
+
+    The same answer as the workers' `GET /accounts/CLIENT[/deposits/TX]`
+    (docs/operations.md, "Querying balances"), from any worker. Sends
+    LEDGER_API_TOKEN as a bearer token when it is set.
+    """
+    settings = Settings.from_env()
+    base = (url or settings.web_url).rstrip("/")
+    path = f"/accounts/{urllib.parse.quote(client, safe='')}"
+    if tx is not None:
+        path += f"/deposits/{urllib.parse.quote(tx, safe='')}"
+    if stale_ok:
+        path += "?stale=ok"
+    headers = {}
+    if settings.api_token is not None:
+        headers["Authorization"] = f"Bearer {settings.api_token.reveal()}"
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            status, body = _get_json(base + path, headers)
+        except OSError as exc:
+            _fail(f"no answer from {base} ({exc})", EXIT_NO_WORKER)
+        if status != 503 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if status == 200:
+        click.echo(json.dumps(body, indent=2))
+        return
+    if status == 404:
+        click.echo(json.dumps(body, indent=2))
+        _fail(f"{body.get('error', 'not found')}", EXIT_NOT_FOUND)
+    if status == 503:
+        _fail(f"not now: {body.get('reason', 'unavailable')}; ask again later", EXIT_NOT_NOW)
+    if status == 401:
+        _fail("the worker refused the token (LEDGER_API_TOKEN)", EXIT_REFUSED)
+    _fail(f"{body.get('error', f'HTTP {status}')}")
+
+
+def _get_json(url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status), json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read())
+        except ValueError:
+            return exc.code, {}
 
 
 def main() -> None:

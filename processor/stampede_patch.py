@@ -22,10 +22,11 @@ future that is not done yet.
 from __future__ import annotations
 
 import asyncio
-from importlib.metadata import version
 from typing import Any
 
 from mode.utils import futures
+
+from processor.pins import require
 
 TESTED_MODE = ("0.7.1",)
 
@@ -61,10 +62,10 @@ async def _call(self: Any) -> Any:
 
 
 def install() -> None:
-    installed = version("mode-streaming")
-    if installed not in TESTED_MODE:
-        raise RuntimeError(
-            f"processor.stampede_patch was tested with mode-streaming {TESTED_MODE}, "
-            f"not {installed}: check the patch against the new version, then add it"
-        )
+    require(
+        "processor.stampede_patch",
+        "mode-streaming",
+        TESTED_MODE,
+        "mode.utils.futures.StampedeWrapper",
+    )
     futures.StampedeWrapper.__call__ = _call  # type: ignore[method-assign]
