@@ -71,9 +71,9 @@ class BalanceApi:
     def owner_url(self, partition: int) -> str | None:
         """The URL of the worker the last assignment gave `partition` to (None: unknown)."""
         topic = self.settings.transactions_topic
-        # Faust's assignor keeps every member's URL (canonical_url) and active
-        # partitions from the last assignment; for topics that back no Faust
-        # table (ours: there are none) under "external" topics.
+        # Faust's assignor (processor.transport makes the consumer use it)
+        # hands every member each member's URL (canonical_url) and active
+        # partitions; topics that back no Faust table are "external" there.
         assignor: Any = self.app.assignor
         for url, topics in assignor.external_topics_metadata().items():
             if partition in topics.get(topic, ()):

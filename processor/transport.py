@@ -58,6 +58,14 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._isolation_level = self.isolation_level
+        # Faust's own partition assignor, which Faust chooses only for apps
+        # with tables (ours has none since state.store; else aiokafka's round
+        # robin): it moves only the partitions a membership change must move
+        # (fewer restores), and hands every member the others' URLs
+        # (canonical_url), with which the balance API forwards (processor.api).
+        # aiokafka reads the strategy at start(), after this.
+        self._assignor = self.app.assignor
+        consumer._partition_assignment_strategy = [self.app.assignor]
         return consumer
 
 

@@ -36,6 +36,7 @@ from typing import cast
 
 from rocksdict import (
     AccessType,
+    BlockBasedIndexType,
     BlockBasedOptions,
     Cache,
     DBCompressionType,
@@ -85,7 +86,20 @@ class Shared:
         table = BlockBasedOptions()
         table.set_block_cache(self.cache)
         table.set_bloom_filter(10, False)
+        # Index and filter blocks live in the bounded cache, not beside it
+        # (memory flat as deposits grow), and are partitioned: each lookup of
+        # a new deposit (R12's duplicate check, a miss nearly always) reads a
+        # 4 KiB filter partition, under a small pinned top-level index.
+        # With one whole-file filter block per SST file instead, every
+        # eviction of a filter meant re-reading megabytes for the next miss:
+        # measured (8 stores, 64 MB cache), a miss cost 3.9 us at 1M
+        # deposits and 13.8 us at 4M; partitioned, 3.0 and 5.3 us (9 us at
+        # 10M; a bigger cache does not change it: the rest is the LSM's levels).
         table.set_cache_index_and_filter_blocks(True)
+        table.set_partition_filters(True)
+        table.set_index_type(BlockBasedIndexType.two_level_index_search())
+        table.set_pin_top_level_index_and_filter(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
         options.set_write_buffer_manager(self.write_buffers)
         options.set_write_buffer_size(min(16 * 1024**2, self.tuning.write_buffer_bytes))
