@@ -135,9 +135,7 @@ def one_run(csv: Path, workdir: Path, seconds: float, concurrency: int) -> list[
             windows = []
             turn = 0
             while not lag_zero(bootstrap, "api", ends):
-                windows.append(
-                    _window(KINDS[turn % 3], True, ports[0], urls, seconds, concurrency)
-                )
+                windows.append(_window(KINDS[turn % 3], True, ports[0], urls, seconds, concurrency))
                 turn += 1
             for kind in ("owner", "forwarded"):
                 windows.append(_window(kind, False, ports[0], urls, seconds, concurrency))
