@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import cannot_run
 from tests.pipeline import Pipeline, PipelineFactory
 
 ENGINES = ("tansu", "kafka")
@@ -53,9 +54,7 @@ def require_kafka() -> None:
     reason = unavailable_reason()
     if reason is None:
         return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and the Apache Kafka tier cannot run: {reason}", pytrace=False)
-    pytest.skip(f"Apache Kafka tier skipped: {reason}")
+    cannot_run("the Apache Kafka tier", reason)
 
 
 @pytest.fixture(scope="session", params=_engines())

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = REPO_ROOT / "tests" / "fixtures" / "golden"
@@ -16,6 +19,17 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 SNAPSHOT_HEADER = b"client,available,held,total,locked\n"
 
 _MALFORMED_DETAIL = re.compile(r"^(line \d+: malformed): .*$")
+
+
+def cannot_run(what: str, why: str) -> NoReturn:
+    """The one decision for a test whose tool or tier is missing here: skip, or fail under CI=true.
+
+    CI installs everything it needs (.ci/run), so there a missing tool is a
+    broken CI, never a reason to pass without testing.
+    """
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {what} cannot run: {why}", pytrace=False)
+    pytest.skip(f"{what} skipped: {why}")
 
 
 def process_csv_path() -> Path:

@@ -36,6 +36,7 @@ import pytest
 from bench.workload import generate
 from embedded.ports import free_port
 from tests.chaos.test_zombies import _files, _no_crash, check_then_restart_all
+from tests.helpers import cannot_run
 from tests.netcut import NetCut, unavailable_reason
 from tests.pipeline import TEST_SESSION_TIMEOUT, PipelineFactory, script
 
@@ -55,9 +56,7 @@ SEEDS = (
 def link() -> Any:
     reason = unavailable_reason()
     if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and the network-cut test cannot run: {reason}", pytrace=False)
-        pytest.skip(f"network-cut test skipped: {reason}")
+        cannot_run("the network-cut test", reason)
     cut = NetCut(broker_port=free_port())
     cut.start()
     try:
