@@ -9,7 +9,7 @@ Any worker answers for any client. Who serves a request:
 2. with `?stale=ok`, a worker holding a standby copy of the partition
    (state.standby), saying so (`"stale": true`) and how far behind it is;
 3. otherwise the worker forwards the request to the owner, as the last
-   assignment named it, and relays the answer. Forwarded, not redirected:
+   assignment named it (processor.assignment), and relays the answer. Forwarded, not redirected:
    a caller then needs no route to every pod, only to the Service, and
    sees one answer whichever replica it reached. A forwarded request is
    never forwarded again: a worker that receives one and does not own the
@@ -40,6 +40,7 @@ from faust.web import Request, Response, View
 from ledger.keys import client_key, partition_for
 from processor import queries
 from processor.agent import BatchWorker
+from processor.assignment import assignor
 from processor.membership_lease import lease
 from processor.openapi import document
 
@@ -61,7 +62,7 @@ class BalanceApi:
         self.app = app
         self.worker = worker
         self.settings = worker.settings
-        self.url = str(app.conf.canonical_url).rstrip("/")
+        self.url = worker.settings.web_url
         self._token = self.settings.api_token
         self._session: aiohttp.ClientSession | None = None
 
@@ -70,15 +71,8 @@ class BalanceApi:
 
     def owner_url(self, partition: int) -> str | None:
         """The URL of the worker the last assignment gave `partition` to (None: unknown)."""
-        topic = self.settings.transactions_topic
-        # Faust's assignor (processor.transport makes the consumer use it)
-        # hands every member each member's URL (canonical_url) and active
-        # partitions; topics that back no Faust table are "external" there.
-        assignor: Any = self.app.assignor
-        for url, topics in assignor.external_topics_metadata().items():
-            if partition in topics.get(topic, ()):
-                return str(url).rstrip("/")
-        return None
+        url = assignor.owner(self.settings.transactions_topic, partition)
+        return None if url is None else url.rstrip("/")
 
     def authorized(self, request: Request) -> bool:
         if self._token is None:

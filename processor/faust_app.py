@@ -12,6 +12,7 @@ from kafkaio.security import Security
 from kafkaio.settings import Settings
 from processor.agent import install
 from processor.api import install_api
+from processor.assignment import assignor
 from processor.control_batches import install as note_control_batches
 from processor.logs import configure_rejects_log
 from processor.membership_lease import install as keep_membership_lease
@@ -32,6 +33,9 @@ def create_app(settings: Settings) -> faust.App:
     note_control_batches()
     # The balance API's owners answer only within their membership lease.
     keep_membership_lease()
+    # Sent to the group with each join: every worker learns every other's
+    # URL from the assignment (processor.api forwards with it).
+    assignor.url = settings.web_url
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -74,8 +78,6 @@ def create_app(settings: Settings) -> faust.App:
         broker_credentials=credentials(settings.security),
         web_port=settings.web_port or 6066,
         web_bind=settings.web_bind,
-        # Sent to the group with each join: every worker learns every other's
-        # URL from the assignment (processor.api forwards with it).
         canonical_url=settings.web_url,
         # Only our endpoints (processor.web). Faust's built-ins would show
         # table contents (/table), route requests to other replicas

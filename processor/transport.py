@@ -27,6 +27,7 @@ from typing import Any, ClassVar, cast
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from processor.assignment import assignor
 from processor.batch import Record
 
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
@@ -58,14 +59,11 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._isolation_level = self.isolation_level
-        # Faust's own partition assignor, which Faust chooses only for apps
-        # with tables (ours has none since state.store; else aiokafka's round
-        # robin): it moves only the partitions a membership change must move
-        # (fewer restores), and hands every member the others' URLs
-        # (canonical_url), with which the balance API forwards (processor.api).
-        # aiokafka reads the strategy at start(), after this.
-        self._assignor = self.app.assignor
-        consumer._partition_assignment_strategy = [self.app.assignor]
+        # Round robin, as Faust chooses for an app without Faust tables, but
+        # carrying each member's URL (processor.assignment: the balance API
+        # forwards with it). aiokafka reads the strategy at start(), after this.
+        self._assignor = assignor
+        consumer._partition_assignment_strategy = [assignor]
         return consumer
 
 
