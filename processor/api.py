@@ -82,7 +82,7 @@ class BalanceApi:
         return hmac.compare_digest(given.encode(), f"Bearer {self._token.reveal()}".encode())
 
     async def answer(
-        self, request: Request, route: str, client: int, read: Read, missing: str
+        self, request: Request, client: int, read: Read, missing: str
     ) -> tuple[int, dict[str, Any], str]:
         """(status, body, who answered: owner | standby | forwarded | none)."""
         p = self.partition_of(client)
@@ -180,7 +180,7 @@ def install_api(app: faust.App, worker: BatchWorker) -> BalanceApi:
                 return respond(self, "account", started, _invalid("client"), "none")
             c = found
             status, body, via = await api.answer(
-                request, "account", c, lambda view: queries.account(view, c), "unknown client"
+                request, c, lambda view: queries.account(view, c), "unknown client"
             )
             return respond(self, "account", started, (status, body), via)
 
@@ -197,7 +197,6 @@ def install_api(app: faust.App, worker: BatchWorker) -> BalanceApi:
             cc, tt = c, t
             status, body, via = await api.answer(
                 request,
-                "deposit",
                 cc,
                 lambda view: queries.deposit(view, cc, tt),
                 "unknown deposit (a locked account's deposits are not kept)",

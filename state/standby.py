@@ -129,24 +129,24 @@ class Standby:
         return wanted
 
     def _measure_lag(self, consumer: Any, assigned: set[int]) -> None:
-        """Records each standby copy lacks: the ends seen in the last fetches, minus its offsets."""
+        """Records each standby copy lacks: the ends seen in the last fetches, minus the position.
+
+        The consumer's position, not the store's `from:` offset: the
+        position moves past the transaction markers at a changelog's end,
+        which the store never sees as records.
+        """
         lag: dict[int, int] = {}
-        with self._lock:
-            for p in assigned:
-                store = self.stores.get(p)
-                if store is None:
-                    continue
-                behind = 0
-                for table, topic in self._topics.items():
-                    # cached: the high watermark of the last fetch response, no request.
-                    _low, high = consumer.get_watermark_offsets(
-                        TopicPartition(topic, p), cached=True
-                    )
-                    if high < 0:  # nothing fetched yet: unknown, not zero
-                        break
-                    behind += max(0, high - store.changelog_from(table))
-                else:
-                    lag[p] = behind
+        for p in assigned:
+            tps = [TopicPartition(topic, p) for topic in self._topics.values()]
+            behind = 0
+            for tp in consumer.position(tps):
+                # cached: the high watermark of the last fetch response, no request.
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0 or tp.offset < 0:  # nothing fetched yet: unknown, not zero
+                    break
+                behind += max(0, high - tp.offset)
+            else:
+                lag[p] = behind
         self.lag = lag
 
     def read(self, partition: int, read: Callable[[PartitionStore], Any]) -> tuple[bool, Any]:

@@ -353,3 +353,51 @@ def test_a_replica_frozen_past_its_session_does_not_answer_from_its_old_state(
     else:  # only if it is as fresh as what was committed before the question
         assert body["position"] >= committed, (committed, body)
         Input(pipeline).check(client, status, body)
+
+
+@pytest.mark.kafka
+def test_with_a_token_set_callers_need_it_and_a_standby_copy_answers_stale_reads_when_asked(
+    pipeline: Pipeline, workload: tuple[Path, list[Path], list[int]], broker_engine: str
+) -> None:
+    if broker_engine != "kafka":
+        pytest.skip("standbys follow the group's member list, which Tansu 0.6 does not give")
+    whole, _parts, _clients = workload
+    pipeline.extra_env["LEDGER_API_TOKEN"] = "t0ken-for-the-test"
+    pipeline.extra_env["LEDGER_STANDBY_REPLICAS"] = "1"
+    first, second = pipeline.start_worker(web=True), pipeline.start_worker(web=True)
+    assert pipeline.produce(whole).returncode == 0
+    exported = pipeline.export()
+    assert exported.returncode == 0, exported.stderr
+    expected = snapshot(exported.stdout)
+    wait_until(
+        lambda: bool(owned(pipeline, first)) and bool(owned(pipeline, second)),
+        120,
+        "both workers to own partitions",
+    )
+    client = next(iter(expected))
+    partition = partition_for(client_key(client), pipeline.partitions)
+    other = second if partition in owned(pipeline, first) else first
+    url = pipeline.web_url(other, f"/accounts/{client}")
+    auth = {"Authorization": "Bearer t0ken-for-the-test"}
+
+    assert get(url)[0] == 401
+    assert get(url, {"Authorization": "Bearer wrong"})[0] == 401
+    status, body = get(url, auth)  # forwarded, the token with it
+    assert status == 200 and body["stale"] is False, body
+    assert body["served_by"] != pipeline.web_url(other, "")
+
+    # ?stale=ok: the non-owner's standby copy answers, says so, and how far behind it is.
+    seen: list[Any] = []
+
+    def from_standby() -> bool:
+        status, body = get(url + "?stale=ok", auth)
+        seen[:] = [status, body]
+        return status == 200 and body["stale"] is True and body["lag_records"] == 0
+
+    try:
+        wait_until(from_standby, 60, "the standby copy to catch up")
+    except AssertionError as exc:
+        raise AssertionError(f"last answer: {seen}") from exc
+    status, body = get(url + "?stale=ok", auth)
+    assert body["served_by"] == pipeline.web_url(other, "")
+    assert {k: body[k] for k in expected[client]} == expected[client]
