@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 
 from bench.workload import generate
 from kafkaio.admin import committed_offsets, read_to_end
@@ -203,6 +204,10 @@ def test_every_account_read_through_a_replica_that_does_not_own_it_equals_export
     wait_until(split, 120, "both workers to own partitions")
     mine = {first: owned(pipeline, first), second: owned(pipeline, second)}
     urls = {w: pipeline.web_url(w, "") for w in (first, second)}
+    # The OpenAPI document the workers serve describes what they answer.
+    schemas = get(f"{urls[first]}/openapi.json")[1]["components"]["schemas"]
+    account_schema = Draft202012Validator(schemas["Account"])
+    missing_schema = Draft202012Validator(schemas["Missing"])
     answered = 0
     for client in [*clients, 0, 65_535]:
         partition = partition_for(client_key(client), pipeline.partitions)
@@ -213,9 +218,11 @@ def test_every_account_read_through_a_replica_that_does_not_own_it_equals_export
             assert status == 200, (client, body)
             assert {k: body[k] for k in expected[client]} == expected[client], client  # R21
             assert body["served_by"] == urls[owner] and body["stale"] is False
+            assert not list(account_schema.iter_errors(body)), body
             answered += 1
         else:  # never in the input: unknown to its owner
             assert status == 404, (client, body)
+            assert not list(missing_schema.iter_errors(body)), body
     assert answered == len(expected)
 
     # A deposit, through the replica that does not own it (the pure core says what it is).
