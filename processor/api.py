@@ -58,8 +58,7 @@ Read = Callable[[queries.PartitionView], dict[str, Any] | None]
 
 
 class BalanceApi:
-    def __init__(self, app: faust.App, worker: BatchWorker) -> None:
-        self.app = app
+    def __init__(self, worker: BatchWorker) -> None:
         self.worker = worker
         self.settings = worker.settings
         self.url = worker.settings.web_url
@@ -156,7 +155,7 @@ def _invalid(what: str) -> Answer:
 
 
 def install_api(app: faust.App, worker: BatchWorker) -> BalanceApi:
-    api = BalanceApi(app, worker)
+    api = BalanceApi(worker)
     metrics = worker.metrics
 
     def respond(view: View, route: str, started: float, answer: Answer, via: str) -> Response:
