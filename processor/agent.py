@@ -461,8 +461,12 @@ class BatchWorker:
         except WriteFailed as exc:
             _stop("a write of this batch was refused (%s); stopping", exc)
         sent = clock()
-        positions = {p: last + 1 for p, last in outcome.last_offsets.items()}
+        positions = self._positions_after(outcome.last_offsets)
         await self._commit_transactions(positions, outcome)
+        for p, position in positions.items():
+            if position > outcome.last_offsets[p] + 1:
+                self.sequencer.skip_to(p, position)
+                control_batches.seen.forget_below(self.settings.transactions_topic, p, position)
         confirmed = clock()
         await self._commit_offsets(positions)
         committed = clock()
@@ -492,6 +496,30 @@ class BatchWorker:
         for partition in admitted.held_back_from:
             if partition not in admitted.holes:
                 await self._seek_again(partition)
+
+    def _positions_after(self, last_offsets: dict[int, int]) -> dict[int, int]:
+        """Each partition's next offset after this batch, past the markers read right after it.
+
+        The commit marker that closes an input transaction usually comes in
+        the same fetch as the transaction's last record (processor.control_batches
+        noted it): the position goes past it now, in this batch's
+        transaction, and the partition shows no lag once the batch commits.
+        Before, a marker at a partition's end waited for an idle spell and a
+        transaction of its own (`past_trailing_markers`): 0.4-0.8 s at the
+        end of every catch-up and burst (measured, bench/README.md). Not for
+        a partition waiting on a hole: its records past the hole are held
+        back, uncommitted, and must be read again from the hole.
+        """
+        topic = self.settings.transactions_topic
+        reach = control_batches.seen.reach
+        waiting = self.sequencer.waiting
+        positions = {}
+        for p, last in last_offsets.items():
+            positions[p] = last + 1 if p in waiting else reach(topic, p, last + 1)
+            if positions[p] > last + 1:
+                self.markers_read += 1
+                self.metrics.holes.labels("marker_read").inc()
+        return positions
 
     def _past_markers_read(self, admitted: Admitted) -> None:
         """Go on past holes the consumer itself read as transaction markers (no question asked).

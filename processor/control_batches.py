@@ -67,6 +67,21 @@ class ControlBatches:
                 offset = end
             return True
 
+    def reach(self, topic: str, partition: int, offset: int) -> int:
+        """The first offset at or after `offset` that no control batch read here covers.
+
+        A batch's last record is usually followed by its transaction's
+        commit marker, read in the same fetch: the position written with
+        the batch can go past it at once, instead of after an idle spell
+        (processor.agent `past_trailing_markers`), so lag reaches 0 with the
+        batch.
+        """
+        with self._lock:
+            ranges = self._ranges.get((topic, partition), {})
+            while (end := ranges.get(offset)) is not None and end > offset:
+                offset = end
+            return offset
+
     def forget_below(self, topic: str, partition: int, offset: int) -> None:
         """Ranges below `offset` can explain no future hole of this partition."""
         with self._lock:

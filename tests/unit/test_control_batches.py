@@ -34,3 +34,14 @@ def test_forgotten_ranges_explain_nothing_and_the_registry_stays_bounded() -> No
         seen.note("t", 1, first, first + 1)
     assert not seen.covers("t", 1, 100, 101)  # the oldest went first
     assert seen.covers("t", 1, 100 + KEEP + 9, 100 + KEEP + 10)
+
+
+def test_a_position_reaches_past_the_markers_read_right_after_it_and_no_further() -> None:
+    seen = ControlBatches()
+    seen.note("t", 0, 5, 6)
+    seen.note("t", 0, 6, 8)
+    seen.note("t", 0, 9, 10)
+    assert seen.reach("t", 0, 5) == 8  # offset 8 may be a record: stop there
+    assert seen.reach("t", 0, 8) == 8
+    assert seen.reach("t", 0, 4) == 4
+    assert seen.reach("t", 1, 5) == 5  # another partition
