@@ -41,7 +41,7 @@ from kafkaio.errors import KafkaIOError
 from kafkaio.settings import Settings
 from ledger.keys import Placement
 from processor import control_batches
-from processor.batch import TOO_LARGE, Outcome, Record, apply_batch_to
+from processor.batch import TOO_LARGE, Consumed, Outcome, apply_batch_to
 from processor.metrics import WorkerMetrics
 from processor.patience import until_answered
 from processor.sequencing import Admitted, Sequencer
@@ -408,7 +408,7 @@ class BatchWorker:
             f"holes_asked={self.holes_asked} {steps}"
         ).strip()
 
-    async def process(self, records: Sequence[Record]) -> None:
+    async def process(self, records: Sequence[Consumed]) -> None:
         async with self.batch_lock:
             if self.app.rebalancing:
                 # Faust sets this from the start of a rebalance until the
@@ -429,7 +429,7 @@ class BatchWorker:
                 await self._consumer().rewind(others, self.sequencer.expected)
             await self._process(mine)
 
-    async def _process(self, records: Sequence[Record]) -> None:
+    async def _process(self, records: Sequence[Consumed]) -> None:
         # Records of partitions given away were taken before the rebalance:
         # dropped above, uncommitted, the next owner applies them.
         if not records:
@@ -858,7 +858,7 @@ def _member_id(app: Any) -> str | None:
     return member if isinstance(member, str) and member else None
 
 
-def _source(record: Record) -> dict[str, Any]:
+def _source(record: Consumed) -> dict[str, Any]:
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 

@@ -41,8 +41,27 @@ from processor.state import (
 )
 
 
+class Consumed(Protocol):
+    """One consumed record: aiokafka's, as the consumer hands it over, or a `Record`."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
 class Record(NamedTuple):
-    """One consumed record, as the worker hands it over."""
+    """A record made here (tests, tools); the worker applies aiokafka's own (`Consumed`).
+
+    Not copying each consumed record into one of these saves ~0.3 s of a
+    worker's CPU per million events (measured: 50,000 copies take 15 ms).
+    """
 
     topic: str
     partition: int
@@ -61,10 +80,10 @@ class Outcome:
     deposit_writes: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
     #: Per partition, the offset of the last record applied.
     last_offsets: dict[int, int] = field(default_factory=dict)
-    rejected: list[tuple[Record, dict[str, Any]]] = field(default_factory=list)
+    rejected: list[tuple[Consumed, dict[str, Any]]] = field(default_factory=list)
     #: (record, reason, detail): reason is `malformed`, `too_large`, `wrong_key` or
     #: `wrong_partition`; the detail is at most a few hundred characters.
-    dead: list[tuple[Record, str, str]] = field(default_factory=list)
+    dead: list[tuple[Consumed, str, str]] = field(default_factory=list)
     applied: int = 0
     reasons: Counter[Reason] = field(default_factory=Counter)
 
@@ -142,7 +161,7 @@ _DETAIL = 200
 
 
 def apply_partition(
-    records: Sequence[Record],
+    records: Sequence[Consumed],
     accounts: Readable,
     deposits: Readable,
     outcome: Outcome,
@@ -268,7 +287,7 @@ def _client_deposit_keys(deposits: Readable, client: int) -> list[bytes]:
     return [k for k in deposits if k.startswith(prefix)]  # type: ignore[attr-defined]
 
 
-def _misplaced(record: Record, client: int, key: bytes, home: int) -> tuple[Record, str, str]:
+def _misplaced(record: Consumed, client: int, key: bytes, home: int) -> tuple[Consumed, str, str]:
     if record.key != key:
         shown = record.key[:32] if record.key is not None else None
         return record, WRONG_KEY, f"client {client} must be keyed {key!r}, got {shown!r}"
@@ -276,7 +295,7 @@ def _misplaced(record: Record, client: int, key: bytes, home: int) -> tuple[Reco
 
 
 def apply_batch(
-    records: Sequence[Record],
+    records: Sequence[Consumed],
     accounts: Mapping[bytes, bytes],
     deposits: Mapping[bytes, bytes],
     placement: Placement,
@@ -296,7 +315,7 @@ TablesOf = Callable[[int], tuple[Readable, Readable]]
 
 
 def apply_batch_to(
-    records: Sequence[Record],
+    records: Sequence[Consumed],
     tables_of: TablesOf,
     placement: Placement,
     forget_locked: bool = False,
@@ -309,7 +328,7 @@ def apply_batch_to(
     aborted tombstone read by a read_uncommitted reader would delete a
     deposit a replay still needs.
     """
-    by_partition: dict[int, list[Record]] = {}
+    by_partition: dict[int, list[Consumed]] = {}
     for record in records:
         by_partition.setdefault(record.partition, []).append(record)
     outcome = Outcome()

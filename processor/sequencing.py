@@ -29,12 +29,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from processor.batch import Record
+from processor.batch import Consumed
 
 
 @dataclass
 class Admitted:
-    records: list[Record] = field(default_factory=list)
+    records: list[Consumed] = field(default_factory=list)
     duplicates: int = 0
     #: Records after a hole, dropped until the hole is resolved.
     held_back: int = 0
@@ -43,7 +43,7 @@ class Admitted:
     #: Partitions with records held back in this call (new or known holes).
     held_back_from: set[int] = field(default_factory=set)
     #: partition -> the records after a hole found in this call, in order.
-    held: dict[int, list[Record]] = field(default_factory=dict)
+    held: dict[int, list[Consumed]] = field(default_factory=dict)
 
 
 class Sequencer:
@@ -52,7 +52,7 @@ class Sequencer:
         #: partition -> missing offset we are waiting for.
         self.waiting: dict[int, int] = {}
 
-    def admit(self, records: Sequence[Record]) -> Admitted:
+    def admit(self, records: Sequence[Consumed]) -> Admitted:
         out = Admitted()
         expected = self.expected
         for record in records:

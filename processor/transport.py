@@ -28,9 +28,9 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from processor.assignment import assignor
-from processor.batch import Record
+from processor.batch import Consumed
 
-BatchHandler = Callable[[list[Record]], Awaitable[None]]
+BatchHandler = Callable[[list[Consumed]], Awaitable[None]]
 #: Called with the source partitions assigned here once the tables are recovered.
 ResumeHandler = Callable[[set[int]], Awaitable[None]]
 WaitObserver = Callable[[float], None]
@@ -114,16 +114,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     if not records:
                         idle()
                     continue
-                batch: list[Record] = []
-                paused: list[Record] = []
+                batch: list[Consumed] = []
+                paused: list[Consumed] = []
                 for tp, tp_records in records.items():
                     if tp.topic == topic:
                         # Paused since the fetch (a rebalance): set aside.
                         into = paused if active is not None and tp not in active else batch
-                        into.extend(
-                            Record(r.topic, r.partition, r.offset, r.key, r.value)
-                            for r in tp_records
-                        )
+                        into.extend(tp_records)  # aiokafka's records, not copied
                         continue
                     if active is not None and tp not in active:
                         continue  # paused since the fetch (Faust skips these too)
@@ -172,7 +169,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         records, active = await self._wait_next_records(1.0)
         return self.app.consumer_generation_id, records, active
 
-    async def rewind(self, dropped: list[Record], expected: dict[int, int] | None = None) -> None:
+    async def rewind(self, dropped: list[Consumed], expected: dict[int, int] | None = None) -> None:
         """Seek back over records fetched but not applied, for partitions still assigned here.
 
         The consumer has moved past them. Faust's seek to the committed
