@@ -207,9 +207,13 @@ def one_run(
     engine: str,
     baseline: Path | None = None,
     plain_input: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> Run:
-    """One measurement; with `baseline`, workers and exporter run that checkout's code."""
-    code = {} if baseline is None else {"PYTHONPATH": str(baseline)}
+    """One measurement; with `baseline`, workers and exporter run that checkout's code.
+
+    `extra_env`: settings for this checkout's workers only (--worker-env).
+    """
+    code = {"PYTHONPATH": str(baseline)} if baseline is not None else dict(extra_env or {})
     with running_broker(log=workdir / f"broker-{engine}.log", engine=engine) as broker:
         bootstrap = broker.bootstrap
         assert broker.process is not None
@@ -364,7 +368,18 @@ def main() -> None:
         help="publish from standard input (not journaled: no transactions on the input), "
         "for every code measured; by default this checkout publishes journaled",
     )
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for this checkout's workers only (not the baseline's), e.g. "
+        "LEDGER_STANDBY_REPLICAS=0; repeatable",
+    )
     args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.worker_env)
+    if extra:
+        print(f"# this checkout's workers also run with {extra}")
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         workdir = Path(tmp)
@@ -383,7 +398,9 @@ def main() -> None:
             codes: list[Path | None] = [None] if args.baseline is None else [None, args.baseline]
             variants = [(e, w, c) for e in args.broker for w in args.workers for c in codes]
             for engine, workers, baseline in variants:
-                run = one_run(csv, expected, workers, workdir, engine, baseline, args.plain_input)
+                run = one_run(
+                    csv, expected, workers, workdir, engine, baseline, args.plain_input, extra
+                )
                 runs.append(run)
                 print(
                     f"run {i + 1} {engine} {run.code} workers={workers}: "
