@@ -14,8 +14,8 @@ replicas (`faust -A processor worker`):
 2. Worker throughput, catching up: N new workers of a second app id (their
    own consumer group and changelogs) start on the now full topic. Timed from
    the moment all N workers are ready together (/readyz: assigned, tables
-   recovered, no rebalance) and every partition has a commit, to lag 0; the
-   rate counts the events committed in that time. Also recorded: the
+   recovered, no rebalance) to lag 0; the rate counts the events committed
+   in that time (not those committed before the clock started). Also recorded: the
    workers' and the broker's CPU seconds in that time (from /proc), the
    changelog records written per event, and each worker's time split
    (fetch wait, apply, send, confirm, commit) from its log.
