@@ -193,8 +193,9 @@ class Journal:
         With `patience`, asked again while the broker is away, for up to that
         many seconds: at start-up, as reading the journal is (seen in the
         broker kill test: a broker killed right then ended the run with a
-        traceback). At a checkpoint the flush before it has just heard from
-        the broker.
+        traceback), and at a checkpoint, as its commit is (seen in CI's
+        broker kill test: a broker killed between a checkpoint's flush and
+        this question stopped the run with exit 2, "Broker handle destroyed").
         """
         deadline = time.monotonic() + patience
         while True:
@@ -230,7 +231,7 @@ class Journal:
             lines,
             self.rows_before + self.publisher.sent,
             self.malformed_before + self.reporter.counts[Reason.MALFORMED],
-            self.ends(),
+            self.ends(JOURNAL_PATIENCE),
         )
         entry = replace(entry, complete=complete)
         _call(self.producer.produce, self.topic, entry.encode(), entry.source.encode())
