@@ -14,6 +14,7 @@ worker at once (exit 75). docs/exactness.md has the whole argument.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -143,7 +144,11 @@ class BatchWorker:
         #: Rows refused by the rules, per reason, and messages sent to the DLQ.
         self.rejected: Counter[str] = Counter()
         self.dead_lettered = 0
-        self.sequencer = Sequencer()
+        # Gaps made only of markers the consumer read are passed while the
+        # records are admitted (processor.sequencing says why).
+        self.sequencer = Sequencer(
+            functools.partial(control_batches.seen.covers, settings.transactions_topic)
+        )
         #: Asks the broker what is really at a hole of the input (processor.sequencing).
         self.probe = OffsetProbe(settings.bootstrap_servers, settings.isolation_level)
         #: Partitions of `transactions` this worker owns right now: fenced,
@@ -447,9 +452,14 @@ class BatchWorker:
         admitted = self.sequencer.admit(records)
         if admitted.holes:
             asked = time.perf_counter()
-            self._past_markers_read(admitted)
             await self._past_skips(admitted)
             self.seconds["skips"] += time.perf_counter() - asked
+        if admitted.markers_passed:
+            self.markers_read += admitted.markers_passed
+            self.metrics.holes.labels("marker_read").inc(admitted.markers_passed)
+            topic = self.settings.transactions_topic
+            for p, offset in admitted.passed.items():
+                control_batches.seen.forget_below(topic, p, offset)
         if admitted.duplicates:
             log.info("dropped %d records delivered twice", admitted.duplicates)
         clock = time.perf_counter
@@ -526,29 +536,6 @@ class BatchWorker:
                 self.markers_read += 1
                 self.metrics.holes.labels("marker_read").inc()
         return positions
-
-    def _past_markers_read(self, admitted: Admitted) -> None:
-        """Go on past holes the consumer itself read as transaction markers (no question asked).
-
-        processor.control_batches notes every control batch aiokafka's
-        fetcher passes over; a hole made only of those held no record.
-        """
-        topic = self.settings.transactions_topic
-        while True:
-            skips = {
-                p
-                for p, missing in admitted.holes.items()
-                if admitted.held.get(p)
-                and control_batches.seen.covers(topic, p, missing, admitted.held[p][0].offset)
-            }
-            if not skips:
-                return
-            self.markers_read += len(skips)
-            self.metrics.holes.labels("marker_read").inc(len(skips))
-            for p in skips:
-                self.sequencer.skip_to(p, admitted.held[p][0].offset)
-                control_batches.seen.forget_below(topic, p, admitted.held[p][0].offset)
-            self.sequencer.readmit(admitted, skips)
 
     async def _past_skips(self, admitted: Admitted) -> None:
         """Go on past holes where the broker has no record: no seek, no fetching again.

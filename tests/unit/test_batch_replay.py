@@ -6,6 +6,7 @@ way the records arrive, the accounts must be those of `process-csv` (R18).
 
 from __future__ import annotations
 
+import functools
 import random
 
 import orjson
@@ -17,6 +18,7 @@ from ledger.keys import Placement, client_key, partition_for
 from ledger.messages import to_message
 from ledger.model import TxKind
 from processor.batch import Outcome, Record, apply_batch
+from processor.control_batches import ControlBatches
 from processor.sequencing import Sequencer
 from processor.state import client_of, decode_account
 
@@ -262,3 +264,39 @@ def test_a_record_without_a_key_is_dead_lettered_as_wrong_key() -> None:
     home = partition_for(b"7", PARTITIONS)
     outcome = Stores().apply([Record("tx", home, 0, None, _deposit(7, 1, 10_000))])
     assert [reason for _r, reason, _d in outcome.dead] == ["wrong_key"]
+
+
+def test_gaps_made_only_of_markers_the_consumer_read_are_passed_in_the_same_pass() -> None:
+    # produce-csv commits once a second: a 50,000-record batch spans several
+    # of its markers per partition. Passed one hole at a time, each pass
+    # admitted the rest of the batch again.
+    records = _records(1_000, seed=8)
+    partition = records[0].partition
+    mine = [r for r in records if r.partition == partition]
+    shifted = [r._replace(offset=r.offset + (i >= 10) + (i >= 20)) for i, r in enumerate(mine)]
+    seen = ControlBatches()
+    for marker in (shifted[9].offset + 1, shifted[19].offset + 1):
+        seen.note("tx", partition, marker, marker + 1)
+    sequencer = Sequencer(functools.partial(seen.covers, "tx"))
+    admitted = sequencer.admit([r for r in records if r.partition != partition] + shifted)
+    assert not admitted.holes and not admitted.held_back
+    assert admitted.markers_passed == 2
+    assert admitted.passed == {partition: shifted[20].offset}
+    assert [r for r in admitted.records if r.partition == partition] == shifted
+    stores = Stores()
+    stores.apply(admitted.records)
+    assert stores.snapshot() == _expected(records)
+
+
+def test_a_gap_no_marker_explains_stays_a_hole_and_stops_the_partition() -> None:
+    records = _records(1_000, seed=9)
+    partition = records[0].partition
+    mine = [r for r in records if r.partition == partition]
+    missing = mine[10]  # a record the consumer skipped, not a marker
+    seen = ControlBatches()
+    seen.note("tx", partition, mine[20].offset, mine[20].offset + 1)  # a marker further on
+    sequencer = Sequencer(functools.partial(seen.covers, "tx"))
+    admitted = sequencer.admit([r for r in mine if r is not missing])
+    assert admitted.holes == {partition: missing.offset}
+    assert admitted.markers_passed == 0  # nothing is passed behind a hole
+    assert all(r.offset < missing.offset for r in admitted.records)
