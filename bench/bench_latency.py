@@ -3,6 +3,7 @@
     python -m bench.bench_latency [--rates 1000 10000 50000] [--seconds 10] [--warmup 2]
                                   [--runs 1] [--broker kafka|tansu] [--workers 1]
                                   [--batch-size N] [--clients 10000] [--linger-ms 2]
+                                  [--prime SECONDS]
 
 What is measured: for every input event, the time from the moment it is
 handed to the producer to the moment its effect is visible to a
@@ -37,6 +38,11 @@ How, per run (a fresh broker each run, `--broker`):
    (before the next rate starts), its latency is the first time a position
    record of its partition with next_offset > its offset was seen, minus its
    send time. Events sent during the warm-up are left out.
+
+`--prime S` first produces S seconds at 10,000 events/s, unmeasured, and
+waits until all of it is visible: each run starts a new broker JVM, whose
+JIT compiler threads are busy for minutes (14-27 s of CPU in a 70-100 s
+run, measured on 2 cores), which a broker in service is not.
 
 Reported per rate: the rate achieved over the measured window (less than R
 means the producer, on this machine, could not keep up), the events
@@ -88,6 +94,8 @@ APP_ID = "ledger"
 PROBE_ROWS = 400
 #: Seconds between two bursts of the paced producer.
 BURST_S = 0.001
+#: Events/s of the unmeasured load before the first rate (`--prime`).
+PRIME_RATE = 10_000
 #: Seconds to wait for the last event of a rate to become visible.
 DRAIN_TIMEOUT_S = 120.0
 
@@ -461,6 +469,16 @@ def one_run(
                 show_logs(workdir)
                 sys.exit("the probe never became visible")
             first = PROBE_ROWS
+            if args.prime:
+                # Unmeasured load first: a new broker JVM spends minutes
+                # compiling (its JIT threads took up to half a core for
+                # the first ~70 s at 10k ev/s, measured), and a broker in
+                # service has done that long ago.
+                count = round(PRIME_RATE * args.prime)
+                primed, _ = produce_paced(producer, keys, values, first, count, PRIME_RATE)
+                first += count
+                producer.flush(60)
+                wait_visible(tail_reader, _ends(primed, range(count)), procs, workdir)
             for rate in args.rates:
                 warm = round(rate * args.warmup)
                 count = warm + round(rate * args.seconds)
@@ -529,6 +547,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds per rate, not counted")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument(
+        "--prime",
+        type=float,
+        default=0.0,
+        help=f"seconds of unmeasured load at {PRIME_RATE:,} ev/s first (warms the broker's JIT)",
+    )
+    parser.add_argument(
         "--trace", action="store_true", help="print the longest waits between positions seen"
     )
     parser.add_argument("--broker", choices=("tansu", "kafka"), default="kafka")
@@ -546,13 +570,15 @@ def main() -> None:
         tail(args.tail[0], args.tail[1], int(args.tail[2]))
         return
 
-    rows = PROBE_ROWS + sum(round(r * args.warmup) + round(r * args.seconds) for r in args.rates)
+    rows = PROBE_ROWS + round(PRIME_RATE * args.prime)
+    rows += sum(round(r * args.warmup) + round(r * args.seconds) for r in args.rates)
     keys, values = encode_rows(rows, args.clients, args.seed)
     print(
         f"# {args.broker}, {args.workers} worker(s), batch size "
         f"{args.batch_size or 'default'}, {PARTITIONS} partitions, {args.clients:,} clients, "
         f"linger.ms {args.linger_ms:g}, {args.seconds:g} s measured after {args.warmup:g} s "
         f"warm-up per rate"
+        + (f", after {args.prime:g} s at {PRIME_RATE:,} ev/s unmeasured" if args.prime else "")
     )
     print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     results: list[Result] = []
