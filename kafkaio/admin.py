@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -13,15 +12,11 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     ConsumerGroupTopicPartitions,
-    IsolationLevel,
     KafkaError,
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # OffsetSpec: public, untyped
-    AdminClient,
-    OffsetSpec,
-)
+from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from kafkaio.errors import (
@@ -401,11 +396,8 @@ class OffsetProbe:
 BATCH_WAIT = 0.05
 
 
-_LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-
-
 class EndOffsets:
-    """Ends of several topics' partitions, asked often through one client (worker checkpoints).
+    """Ends of several topics' partitions, asked often through one consumer (worker checkpoints).
 
     Under read_committed the broker answers the last stable offset; a broker
     that under-reports (Tansu) only makes the answer smaller, which is the
@@ -414,12 +406,8 @@ class EndOffsets:
 
     def __init__(self, bootstrap: str, isolation: str = READ_COMMITTED) -> None:
         self._bootstrap = bootstrap
-        self._isolation = (
-            IsolationLevel.READ_COMMITTED
-            if isolation == READ_COMMITTED
-            else IsolationLevel.READ_UNCOMMITTED
-        )
-        self._admin: AdminClient | None = None
+        self._isolation = isolation
+        self._consumer: Consumer | None = None
 
     def ask(
         self, topics: dict[str, str], partitions: list[int], timeout: float = 5.0
@@ -429,29 +417,30 @@ class EndOffsets:
         One try, bounded by `timeout` in all: the worker asks between two
         batches, and a broker that does not answer at once is better left
         alone (the answer is only an optimisation). Raises BrokerUnavailable.
-
-        One ListOffsets request for every partition of every topic. Asked
-        one partition at a time (a consumer's watermarks), a worker's 16
-        ends took 7-14 ms (median, idle Apache Kafka, 2 topics x 8
-        partitions) while its next batch waited; in one request, 1 ms.
         """
-        if self._admin is None:
-            self._admin = admin_client(self._bootstrap)
-        asked = {TopicPartition(topic, p): _LATEST for topic in topics.values() for p in partitions}
-        names = {topic: name for name, topic in topics.items()}
-        ends: dict[str, dict[int, int]] = {name: {} for name in topics}
+        if self._consumer is None:
+            self._consumer = _eof_consumer(self._bootstrap, self._isolation)
+        deadline = time.monotonic() + timeout
+        ends: dict[str, dict[int, int]] = {}
         try:
-            futures = self._admin.list_offsets(
-                asked, isolation_level=self._isolation, request_timeout=timeout
-            )
-            for tp, future in futures.items():
-                ends[names[tp.topic]][tp.partition] = int(future.result(timeout=timeout).offset)
-        except (KafkaException, concurrent.futures.TimeoutError) as exc:
-            raise BrokerUnavailable(f"partition ends: {exc}") from exc
+            for name, topic in topics.items():
+                ends[name] = {}
+                for p in partitions:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise BrokerUnavailable(f"partition ends: no answer in {timeout:.0f}s")
+                    _low, high = self._consumer.get_watermark_offsets(
+                        TopicPartition(topic, p), timeout=left, cached=False
+                    )
+                    ends[name][p] = int(high)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"partition ends: {exc.args[0]}") from exc
         return ends
 
     def close(self) -> None:
-        self._admin = None  # librdkafka closes it when it is collected
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
 
 
 class _Stall:
@@ -573,15 +562,9 @@ def group_state(bootstrap: str, group: str) -> GroupState:
 
 
 @translated
-def group_members(
-    bootstrap: str, group: str, topic: str, admin: AdminClient | None = None
-) -> dict[str, set[int]]:
-    """Each member of the group (by member id) and the partitions of `topic` it holds.
-
-    `admin`: a client to reuse, for callers that ask every few seconds (a
-    new client costs a connection and a metadata round trip each time).
-    """
-    admin = admin or admin_client(bootstrap)
+def group_members(bootstrap: str, group: str, topic: str) -> dict[str, set[int]]:
+    """Each member of the group (by member id) and the partitions of `topic` it holds."""
+    admin = admin_client(bootstrap)
     described = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
     members: dict[str, set[int]] = {}
     for member in described.members:

@@ -27,13 +27,11 @@ from typing import Any, NoReturn, cast
 import faust
 import orjson
 from aiokafka.errors import IllegalStateError
-from confluent_kafka.admin import AdminClient
 from faust.types import TP
 
 from kafkaio.admin import (
     EndOffsets,
     OffsetProbe,
-    admin_client,
     committed_offsets,
     group_members,
     latest_value,
@@ -103,8 +101,6 @@ class BatchWorker:
         self._checkpointed = 0.0
         self._unrecorded = False
         self.ends = EndOffsets(settings.bootstrap_servers, settings.isolation_level)
-        #: For the group's description every few seconds (`refresh_standbys`).
-        self._admin: AdminClient | None = None
         #: Tombstones for deposits of locked accounts (processor.batch): only
         #: where every reader skips aborted records (not on Tansu).
         self._forget_locked = settings.isolation_level == "read_committed"
@@ -360,11 +356,9 @@ class BatchWorker:
         me = _member_id(self.app)
         if me is None:
             return
-        if self._admin is None:
-            self._admin = admin_client(s.bootstrap_servers)
         try:
             members = await asyncio.to_thread(
-                group_members, s.bootstrap_servers, s.app_id, s.transactions_topic, self._admin
+                group_members, s.bootstrap_servers, s.app_id, s.transactions_topic
             )
         except KafkaIOError:
             return
