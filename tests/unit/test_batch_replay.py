@@ -294,7 +294,8 @@ def test_a_gap_no_marker_explains_stays_a_hole_and_stops_the_partition() -> None
     mine = [r for r in records if r.partition == partition]
     missing = mine[10]  # a record the consumer skipped, not a marker
     seen = ControlBatches()
-    seen.note("tx", partition, mine[20].offset, mine[20].offset + 1)  # a marker further on
+    after = mine[-1].offset + 1
+    seen.note("tx", partition, after, after + 1)  # a marker past the last record: no gap here
     sequencer = Sequencer(functools.partial(seen.covers, "tx"))
     admitted = sequencer.admit([r for r in mine if r is not missing])
     assert admitted.holes == {partition: missing.offset}
