@@ -74,7 +74,7 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # carrying each member's URL (processor.assignment: the balance API
         # forwards with it). aiokafka reads the strategy at start(), after this.
         self._assignor = assignor
-        consumer._partition_assignment_strategy = [assignor]
+        assignor.bind(consumer)
         return consumer
 
 
