@@ -3,7 +3,7 @@
     python -m bench.bench_latency [--rates 1000 10000 50000] [--seconds 10] [--warmup 2]
                                   [--runs 1] [--broker kafka|tansu] [--workers 1]
                                   [--batch-size N] [--clients 10000] [--linger-ms 2]
-                                  [--prime SECONDS]
+                                  [--prime SECONDS] [--broker-config KEY=VALUE]
 
 What is measured: for every input event, the time from the moment it is
 handed to the producer to the moment its effect is visible to a
@@ -43,6 +43,11 @@ How, per run (a fresh broker each run, `--broker`):
 waits until all of it is visible: each run starts a new broker JVM, whose
 JIT compiler threads are busy for minutes (14-27 s of CPU in a 70-100 s
 run, measured on 2 cores), which a broker in service is not.
+
+`--broker-config KEY=VALUE` sets an Apache Kafka broker property for every
+run's broker: to measure what one of its defaults costs (session 10:
+`transaction.partition.verification.enable=false`, bench/README.md), not
+to tune the product's figures.
 
 Reported per rate: the rate achieved over the measured window (less than R
 means the producer, on this machine, could not keep up), the events
@@ -436,11 +441,20 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def _property(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def one_run(
     args: argparse.Namespace, keys: list[bytes], values: list[bytes], workdir: Path
 ) -> list[Result]:
     results: list[Result] = []
-    with running_broker(log=workdir / f"broker-{args.broker}.log", engine=args.broker) as broker:
+    config = dict(args.broker_config)
+    log = workdir / f"broker-{args.broker}.log"
+    with running_broker(log=log, engine=args.broker, config=config) as broker:
         bootstrap = broker.bootstrap
         wait_for_broker(bootstrap)
         env = {**worker_env(bootstrap, APP_ID, args.batch_size), **client_env(args.broker)}
@@ -556,6 +570,14 @@ def main() -> None:
         "--trace", action="store_true", help="print the longest waits between positions seen"
     )
     parser.add_argument("--broker", choices=("tansu", "kafka"), default="kafka")
+    parser.add_argument(
+        "--broker-config",
+        action="append",
+        default=[],
+        type=_property,
+        metavar="KEY=VALUE",
+        help="an Apache Kafka broker property (repeatable), e.g. to measure what a default costs",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, help="LEDGER_BATCH_SIZE of the workers")
     parser.add_argument("--clients", type=int, default=10_000)
@@ -579,6 +601,7 @@ def main() -> None:
         f"linger.ms {args.linger_ms:g}, {args.seconds:g} s measured after {args.warmup:g} s "
         f"warm-up per rate"
         + (f", after {args.prime:g} s at {PRIME_RATE:,} ev/s unmeasured" if args.prime else "")
+        + "".join(f", broker {k}={v}" for k, v in args.broker_config)
     )
     print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     results: list[Result] = []

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import click
@@ -126,14 +126,17 @@ def make_broker(
     port: int | None = None,
     log: Path | None = None,
     data_dir: Path | None = None,
+    config: Mapping[str, str] | None = None,
 ) -> LocalBroker | KafkaBroker:
-    """A broker of `engine`, not started. `data_dir` is Kafka's (Tansu keeps nothing)."""
+    """A broker of `engine`, not started. `data_dir` and `config` (properties) are Kafka's."""
     if engine == "kafka":
-        return KafkaBroker(port, data_dir, log)
+        return KafkaBroker(port, data_dir, log, config=config)
     if engine != "tansu":
         raise BrokerUnavailable(f"unknown broker engine {engine!r} (one of {', '.join(ENGINES)})")
     if data_dir is not None:
         raise BrokerUnavailable("--data-dir is for --engine kafka: Tansu keeps nothing on disk")
+    if config:
+        raise BrokerUnavailable("broker properties are for --engine kafka")
     return LocalBroker(port or free_port(), log)
 
 
@@ -143,9 +146,10 @@ def running_broker(
     log: Path | None = None,
     engine: str = "tansu",
     data_dir: Path | None = None,
+    config: Mapping[str, str] | None = None,
 ) -> Iterator[LocalBroker | KafkaBroker]:
     """A started broker of `engine`, stopped on exit (Kafka: its data removed unless given)."""
-    broker = make_broker(engine, port, log, data_dir)
+    broker = make_broker(engine, port, log, data_dir, config)
     try:
         broker.start()
         yield broker

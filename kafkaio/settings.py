@@ -7,6 +7,7 @@ flags override the environment by passing keyword overrides to `from_env`.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -44,6 +45,7 @@ ENV = {
     "standby_replicas": "LEDGER_STANDBY_REPLICAS",
     "advertised_url": "LEDGER_ADVERTISED_URL",
     "api_token": "LEDGER_API_TOKEN",
+    "producer_debug": "LEDGER_PRODUCER_DEBUG",
 }
 
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
@@ -123,6 +125,11 @@ class Settings:
     #: from the changelogs: the worker that takes a partition over reads only
     #: the last records. Needs a broker that lists group members (Kafka).
     standby_replicas: int = 1
+    #: librdkafka `debug` contexts for the worker's transactional producers
+    #: (processor.writer), e.g. "eos,protocol": every transactional request
+    #: and its round trip, on the worker's stderr. Empty: off. For finding
+    #: where a batch's transactions spend their time (bench/txn_anatomy.py).
+    producer_debug: str = ""
     #: Test hook: a batch is written to the local store BEFORE its transaction
     #: commits, and the process then dies without committing: a store ahead
     #: of its changelog, which the restore must catch. Keep empty; "1" turns it on.
@@ -181,6 +188,11 @@ class Settings:
             raise SettingsError(
                 f"LEDGER_END_OFFSETS must be one of {', '.join(END_OFFSETS)}, "
                 f"got {self.end_offsets!r}"
+            )
+        if not re.fullmatch(r"[a-z]*(,[a-z]+)*", self.producer_debug):
+            raise SettingsError(
+                f"LEDGER_PRODUCER_DEBUG: librdkafka debug contexts, comma-separated "
+                f"(eos,protocol), got {self.producer_debug!r}"
             )
         if not self.bootstrap_servers:
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")

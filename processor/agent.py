@@ -127,6 +127,7 @@ class BatchWorker:
             settings.app_id,
             settings.request_timeout,
             unfenced=settings.fault_unfenced == "1",
+            debug=settings.producer_debug,
         )
         #: Seconds spent per step of a batch since start, and batches done.
         self.seconds: dict[str, float] = dict.fromkeys(

@@ -111,13 +111,20 @@ class _PartitionProducer:
 
 class Writer:
     def __init__(
-        self, bootstrap_servers: str, app_id: str, timeout: float, unfenced: bool = False
+        self,
+        bootstrap_servers: str,
+        app_id: str,
+        timeout: float,
+        unfenced: bool = False,
+        debug: str = "",
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._app_id = app_id
         #: Test hook (kafkaio.settings `fault_unfenced`): ids of this process only.
         self._suffix = f"-unfenced-{os.getpid()}" if unfenced else ""
         self._timeout = timeout
+        #: librdkafka debug contexts (kafkaio.settings `producer_debug`), or "".
+        self._debug = debug
         self._producers: dict[int, _PartitionProducer] = {}
         # Commits of one batch's partitions run side by side; librdkafka calls
         # block, so each gets a thread of its own.
@@ -142,6 +149,7 @@ class Writer:
             "queue.buffering.max.kbytes": 1_048_576,
             "delivery.report.only.error": True,
             "message.timeout.ms": message_timeout_ms,
+            **({"debug": self._debug} if self._debug else {}),
         }
 
     @property

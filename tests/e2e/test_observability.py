@@ -297,3 +297,32 @@ def test_from_its_first_answer_to_ready_the_web_server_never_shows_a_traceback_o
         assert code in (200, 404, 503), (path, code, body[:300])
         assert b"Traceback" not in body and b'File "' not in body, (path, body[:300])
     assert ("/readyz", 503) in seen, "never saw the worker before it was ready"
+
+
+def test_with_producer_debug_on_a_worker_logs_its_transactions_round_trips_for_txn_anatomy(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """LEDGER_PRODUCER_DEBUG reaches the transactional producers; bench.txn_anatomy reads it."""
+    csv = tmp_path / "in.csv"
+    csv.write_text("".join(generate(2_000, 50, 5, dirty=False)))
+    pipeline.extra_env["LEDGER_PRODUCER_DEBUG"] = "eos,protocol"
+    worker = pipeline.start_worker()
+    assert pipeline.produce(csv).returncode == 0
+    exported = pipeline.export()
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout == run(csv).stdout
+    assert pipeline.stop_worker(worker) == 0, pipeline.logs()
+    logs = sorted(str(p) for p in pipeline.workdir.glob("worker-*.log"))
+    anatomy = subprocess.run(
+        [sys.executable, "-m", "bench.txn_anatomy", *logs],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # A batch's transactions were committed, each with its requests counted.
+    committed = re.search(r"^([\d,]+) transactions: ([\d.]+) AddPartitionsToTxn", anatomy, re.M)
+    assert committed, anatomy
+    assert int(committed.group(1).replace(",", "")) >= 1
+    assert float(committed.group(2)) >= 1.0
+    assert re.search(r"^\| Produce \| [\d,]+ \|", anatomy, re.M), anatomy

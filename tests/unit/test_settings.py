@@ -43,3 +43,12 @@ def test_the_api_token_never_shows_in_the_settings_repr() -> None:
     assert settings.api_token is not None and settings.api_token.reveal() == "s3cret-token"
     assert "s3cret" not in repr(settings)
     assert Settings.from_env({}).api_token is None
+
+
+def test_producer_debug_is_off_by_default_and_takes_only_a_list_of_librdkafka_contexts() -> None:
+    assert Settings.from_env({}).producer_debug == ""
+    assert Settings.from_env({"LEDGER_PRODUCER_DEBUG": "eos,protocol"}).producer_debug == (
+        "eos,protocol"
+    )
+    with pytest.raises(SettingsError, match="LEDGER_PRODUCER_DEBUG"):
+        Settings.from_env({"LEDGER_PRODUCER_DEBUG": "eos; rm -rf"})
