@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from bench.bench_latency import percentile
 
 _RECEIVED = re.compile(r"rdkafka#producer-\d+\|.*Received (\w+)Response \(.*rtt ([0-9.]+)ms")
 _CONCURRENT = re.compile(r"AddPartitionsToTxn response: .*concurrent operation", re.IGNORECASE)
@@ -44,17 +46,13 @@ def anatomy(lines: Iterable[str]) -> tuple[dict[str, list[float]], int]:
     return rtts, concurrent
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
-
-
 def report(rtts: dict[str, list[float]], concurrent: int) -> str:
     out = ["| request | answers | p50 rtt ms | p90 rtt ms |", "|---|---:|---:|---:|"]
     for kind, values in sorted(rtts.items(), key=lambda kv: -len(kv[1])):
         values.sort()
         out.append(
-            f"| {kind} | {len(values):,} | {_quantile(values, 0.5):.1f} "
-            f"| {_quantile(values, 0.9):.1f} |"
+            f"| {kind} | {len(values):,} | {percentile(values, 50):.1f} "
+            f"| {percentile(values, 90):.1f} |"
         )
     transactions = len(rtts.get("EndTxn", []))
     if transactions:
@@ -77,15 +75,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("logs", type=Path, nargs="+", help="worker logs")
     args = parser.parse_args()
-    rtts: dict[str, list[float]] = defaultdict(list)
-    concurrent = 0
-    for path in args.logs:
+    print(report(*anatomy(_lines(args.logs))))
+
+
+def _lines(paths: list[Path]) -> Iterator[str]:
+    for path in paths:
         with path.open(errors="replace") as lines:
-            found, n = anatomy(lines)
-        for kind, values in found.items():
-            rtts[kind].extend(values)
-        concurrent += n
-    print(report(rtts, concurrent))
+            yield from lines
 
 
 if __name__ == "__main__":
