@@ -120,6 +120,7 @@ def exit_code(exc: SystemExit, known_cause: BaseException | None) -> int | str |
     only while it starts) into a bare sys.exit(1) and prints nothing; that
     exception is `exc`'s context. Seen once in CI: a worker exited 1 without
     a line right after a clean broker shutdown closed its connections.
+    Pinned: mode-streaming 0.7.1 (tests/unit/test_startup.py runs its `exiting()`).
     """
     if exc.code in (0, None):
         return exc.code
