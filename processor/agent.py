@@ -85,6 +85,8 @@ class BatchWorker:
         self.stores: dict[int, PartitionStore] = {}
         #: The running (or last) restore of assigned partitions (`resume`).
         self._restoring: asyncio.Future[None] | None = None
+        #: A `resume` is under way: no batch may run until it is done (`process`).
+        self._resuming = False
         #: Warm copies of partitions others own (state.standby), or None.
         self.standby: Standby | None = None
         if settings.standby_replicas > 0:
@@ -232,6 +234,33 @@ class BatchWorker:
         self.metrics.restored(partitions, done.seconds)
 
     async def resume(self, partitions: set[int]) -> None:
+        """`_resume`, with no batch beside it.
+
+        Faust calls this from its recovery (`perform_seek`), which does not
+        wait for the batch in hand, and the revocation handler that drains
+        it does not always run first. A batch then read a store while the
+        restore was rewriting it in its thread: seen on Tansu, 1 run in 16
+        of the scaling test beside a busy loop, RocksDB's `Already mutably
+        borrowed` in the batch, and the restore finding the store ahead of
+        the changelog (the batch's commit landing under it); the worker
+        exited 1 and the lag stood still (CI, session 10). So the batch in
+        hand finishes first, and batches, checkpoints and marker moves wait
+        (`_restoring_now`) until the restore and the seek are done. The
+        restore itself runs without the lock, so a revocation never waits
+        for a whole restore.
+        """
+        async with self.batch_lock:
+            self._resuming = True
+        try:
+            await self._resume(partitions)
+        finally:
+            self._resuming = False
+
+    def _restoring_now(self) -> bool:
+        """Whether a resume, or a restore it started (cut off or not), is still running."""
+        return self._resuming or (self._restoring is not None and not self._restoring.done())
+
+    async def _resume(self, partitions: set[int]) -> None:
         """Restore each assigned partition's state, then seek its input to the state's position.
 
         Called after each rebalance, instead of Faust's seek to the
@@ -416,7 +445,7 @@ class BatchWorker:
 
     async def process(self, records: Sequence[Consumed]) -> None:
         async with self.batch_lock:
-            if self.app.rebalancing:
+            if self.app.rebalancing or self._restoring_now():
                 # Faust sets this from the start of a rebalance until the
                 # tables are recovered. Events taken before a rebalance can
                 # reach the agent while Faust is still recovering the tables
@@ -603,7 +632,7 @@ class BatchWorker:
         if self._idle_since is None or now - self._idle_since < quiet:
             return
         async with self.batch_lock:
-            if self.app.rebalancing:
+            if self.app.rebalancing or self._restoring_now():
                 return
             asked = {}
             known: dict[int, int] = {}
@@ -660,7 +689,7 @@ class BatchWorker:
         """After the last batch of a burst, record where a restore would start (then: nothing)."""
         if self._unrecorded and self._idle_since is not None:
             async with self.batch_lock:
-                if not self.app.rebalancing:
+                if not (self.app.rebalancing or self._restoring_now()):
                     await self._checkpoint(set(self.owned))
 
     async def retry_holes(self) -> None:
