@@ -239,11 +239,12 @@ class BatchWorker:
         Faust calls this from its recovery (`perform_seek`), which does not
         wait for the batch in hand, and the revocation handler that drains
         it does not always run first. A batch then read a store while the
-        restore was rewriting it in its thread: seen on Tansu, 1 run in 16
-        of the scaling test beside a busy loop, RocksDB's `Already mutably
+        restore was rewriting it in its thread: seen on Tansu, once in 17
+        runs of the scaling test beside a busy loop, RocksDB's `Already mutably
         borrowed` in the batch, and the restore finding the store ahead of
         the changelog (the batch's commit landing under it); the worker
-        exited 1 and the lag stood still (CI, session 10). So the batch in
+        exited 1 and the lag stood still, as in CI's failure of that test in
+        session 10. So the batch in
         hand finishes first, and batches, checkpoints and marker moves wait
         (`_restoring_now`) until the restore and the seek are done. The
         restore itself runs without the lock, so a revocation never waits
