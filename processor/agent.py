@@ -244,11 +244,10 @@ class BatchWorker:
         borrowed` in the batch, and the restore finding the store ahead of
         the changelog (the batch's commit landing under it); the worker
         exited 1 and the lag stood still, as in CI's failure of that test in
-        session 10. So the batch in
-        hand finishes first, and batches, checkpoints and marker moves wait
-        (`_restoring_now`) until the restore and the seek are done. The
-        restore itself runs without the lock, so a revocation never waits
-        for a whole restore.
+        session 10. So the batch in hand finishes first, and batches,
+        checkpoints and marker moves wait (`_recovering`) until the restore
+        and the seek are done. The restore itself runs without the lock, so
+        a revocation never waits for a whole restore.
         """
         async with self.batch_lock:
             self._resuming = True
@@ -257,9 +256,10 @@ class BatchWorker:
         finally:
             self._resuming = False
 
-    def _restoring_now(self) -> bool:
-        """Whether a resume, or a restore it started (cut off or not), is still running."""
-        return self._resuming or (self._restoring is not None and not self._restoring.done())
+    def _recovering(self) -> bool:
+        """Whether Faust's rebalance, a resume, or a restore it started (cut off or not) runs."""
+        restoring = self._restoring is not None and not self._restoring.done()
+        return self.app.rebalancing or self._resuming or restoring
 
     async def _resume(self, partitions: set[int]) -> None:
         """Restore each assigned partition's state, then seek its input to the state's position.
@@ -446,12 +446,13 @@ class BatchWorker:
 
     async def process(self, records: Sequence[Consumed]) -> None:
         async with self.batch_lock:
-            if self.app.rebalancing or self._restoring_now():
-                # Faust sets this from the start of a rebalance until the
-                # tables are recovered. Events taken before a rebalance can
-                # reach the agent while Faust is still recovering the tables
-                # from the changelogs; applying them then would let the
-                # recovery overwrite this batch's writes with older values
+            if self._recovering():
+                # From the start of a rebalance until the state is
+                # recovered and the input sought (`_recovering`). Events
+                # taken before a rebalance can reach the agent while the
+                # state is still being recovered from the changelogs;
+                # applying them then would let the recovery overwrite this
+                # batch's writes with older values
                 # (seen in the chaos test: one partition's accounts all
                 # diverged). They are not committed; the consumer is sent
                 # back to them (processor.transport, `rewind`).
@@ -633,7 +634,7 @@ class BatchWorker:
         if self._idle_since is None or now - self._idle_since < quiet:
             return
         async with self.batch_lock:
-            if self.app.rebalancing or self._restoring_now():
+            if self._recovering():
                 return
             asked = {}
             known: dict[int, int] = {}
@@ -690,7 +691,7 @@ class BatchWorker:
         """After the last batch of a burst, record where a restore would start (then: nothing)."""
         if self._unrecorded and self._idle_since is not None:
             async with self.batch_lock:
-                if not (self.app.rebalancing or self._restoring_now()):
+                if not self._recovering():
                     await self._checkpoint(set(self.owned))
 
     async def retry_holes(self) -> None:
